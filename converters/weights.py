@@ -1,0 +1,129 @@
+"""Darknet `.weights` loader: header, then per convolution biases, BN statistics and kernel.
+
+Batch normalization is folded into the convolution here, with darknet's own arithmetic:
+darknet normalizes with `(x - mean) / (sqrt(var) + .000001)` (epsilon outside the root),
+which no Keras BatchNormalization epsilon reproduces; a folded kernel and bias are exact
+and leave one op per layer in the TFLite graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cfg import Network
+
+
+class WeightsError(ValueError):
+    """A weights file that does not fit its cfg: the message names the file and the counts."""
+
+
+@dataclass
+class ConvWeights:
+    kernel: np.ndarray  # (size, size, in/groups, filters): the Keras layout
+    bias: np.ndarray  # (filters,)
+
+
+def floats_needed(net: Network) -> int:
+    """How many float32 values the cfg's convolutions read from a weights file."""
+    total = 0
+    in_channels = _input_channels(net)
+    for layer in net.layers:
+        if layer.kind == "convolutional":
+            p = layer.params
+            n = p["filters"]
+            total += n * (4 if p["batch_normalize"] else 1)
+            total += n * in_channels[layer.index] // p["groups"] * p["size"] ** 2
+    return total
+
+
+def _input_channels(net: Network) -> dict[int, int]:
+    return {l.index: (net.layers[l.inputs[0]].shape[2] if l.inputs[0] >= 0 else net.channels)
+            for l in net.layers}
+
+
+def read_header(data: bytes, path: str) -> tuple[tuple[int, int, int, int], int]:
+    """(major, minor, revision, seen) and the header's length in bytes."""
+    if len(data) < 16:
+        raise WeightsError(f"{path}: {len(data)} bytes is too short for a darknet weights header")
+    major, minor, revision = np.frombuffer(data, "<i4", 3)
+    # Darknet writes `seen` as size_t (8 bytes) from version 0.2 on, int32 before.
+    wide = major * 10 + minor >= 2 and major < 1000 and minor < 1000
+    seen = int(np.frombuffer(data, "<i8" if wide else "<i4", 1, 12)[0])
+    return (int(major), int(minor), int(revision), seen), 20 if wide else 16
+
+
+def load_weights(path: str, net: Network) -> dict[int, ConvWeights]:
+    """Read every float of `path` into per-convolution kernels with BN folded in.
+
+    The file must hold exactly what the cfg needs: the classic mismatch is weights trained
+    for another class count, and loading a prefix of them would give garbage detections.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read weights: {e.strerror or e}") from None
+    _, offset = read_header(data, path)
+    body = len(data) - offset
+    needed = floats_needed(net)
+    if body % 4 or body // 4 != needed:
+        held = f"{body // 4} floats" + (f" and {body % 4} stray bytes" if body % 4 else "")
+        raise WeightsError(
+            f"{path}: {net.path} needs {needed} floats after the header, the file holds "
+            f"{held} (weights for another cfg or class count, or a truncated download?)")
+    values = np.frombuffer(data, "<f4", needed, offset)
+    in_channels = _input_channels(net)
+    result: dict[int, ConvWeights] = {}
+    pos = 0
+
+    def take(n: int) -> np.ndarray:
+        nonlocal pos
+        pos += n
+        return values[pos - n:pos]
+
+    for layer in net.layers:
+        if layer.kind != "convolutional":
+            continue
+        p = layer.params
+        n, size, c = p["filters"], p["size"], in_channels[layer.index] // p["groups"]
+        bias = take(n).astype(np.float64)
+        if p["batch_normalize"]:
+            scales, mean, var = take(n), take(n), take(n)
+            factor = scales.astype(np.float64) / (np.sqrt(var.astype(np.float64)) + 0.000001)
+            bias = bias - mean * factor
+        else:
+            factor = np.ones(n)
+        kernel = take(n * c * size * size).reshape(n, c, size, size).astype(np.float64)
+        kernel = kernel * factor[:, None, None, None]
+        result[layer.index] = ConvWeights(
+            kernel=np.ascontiguousarray(kernel.transpose(2, 3, 1, 0), dtype=np.float32),
+            bias=bias.astype(np.float32))
+    return result
+
+
+def write_weights(path: str, net: Network, rng: np.random.Generator, scale: float = 1.0,
+                  header: tuple[int, int, int] = (0, 2, 0)) -> None:
+    """Write random weights for `net` in darknet's format (tests, benchmarks).
+
+    Kernels are scaled by 1/sqrt(fan_in) and BN variances kept near one so activations stay
+    of order one through deep networks; `scale` multiplies the kernels.
+    """
+    in_channels = _input_channels(net)
+    chunks = []
+    for layer in net.layers:
+        if layer.kind != "convolutional":
+            continue
+        p = layer.params
+        n, size, c = p["filters"], p["size"], in_channels[layer.index] // p["groups"]
+        chunks.append(rng.normal(0, 0.1, n))
+        if p["batch_normalize"]:
+            chunks += [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)]
+        fan_in = c * size * size
+        chunks.append(rng.normal(0, scale / np.sqrt(fan_in), n * fan_in))
+    major, minor, revision = header
+    with open(path, "wb") as f:
+        f.write(np.array([major, minor, revision], "<i4").tobytes())
+        wide = major * 10 + minor >= 2 and major < 1000 and minor < 1000
+        f.write(np.array([0], "<i8" if wide else "<i4").tobytes())
+        f.write(np.concatenate(chunks).astype("<f4").tobytes())
