@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -199,3 +200,42 @@ class Darknet:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def yolo_activate(out: np.ndarray, anchors: int) -> np.ndarray:
+    """What darknet's forward_yolo_layer does in place: logistic on x, y, obj and classes.
+
+    `out` is one raw head (h, w, anchors * (5 + classes)) as our models output it.
+    """
+    h, w, c = out.shape
+    v = out.reshape(h, w, anchors, c // anchors).astype(np.float64)
+    v[..., 0:2] = 1 / (1 + np.exp(-v[..., 0:2]))
+    v[..., 4:] = 1 / (1 + np.exp(-v[..., 4:]))
+    return v.reshape(h, w, c)
+
+
+def head_differences(ours: list[np.ndarray], ref: list[np.ndarray],
+                     anchors_per_head: list[int]) -> list[tuple[float, float]]:
+    """Per head: (largest |ours - darknet|, largest |ours - darknet| / max(1, |darknet|)).
+
+    `ours` are raw (1, h, w, c) heads, `ref` darknet's activated (h, w, c) yolo outputs.
+    """
+    if [o.shape[1:] for o in ours] != [r.shape for r in ref]:
+        raise ValueError(f"head shapes differ: {[o.shape for o in ours]} vs "
+                         f"{[r.shape for r in ref]}")
+    result = []
+    for o, r, a in zip(ours, ref, anchors_per_head):
+        diff = np.abs(yolo_activate(o[0], a) - r)
+        result.append((float(diff.max()), float((diff / np.maximum(1.0, np.abs(r))).max())))
+    return result
+
+
+def cfg_with_size(src: str, dst: str, width: int, height: int) -> str:
+    """Write a copy of cfg `src` with another [net] size (darknet reads it from the cfg)."""
+    with open(src) as f:
+        text = f.read()
+    text = re.sub(r"(?m)^\s*width\s*=.*$", f"width={width}", text, count=1)
+    text = re.sub(r"(?m)^\s*height\s*=.*$", f"height={height}", text, count=1)
+    with open(dst, "w") as f:
+        f.write(text)
+    return dst
