@@ -1,0 +1,120 @@
+"""Interpreter backends: the Edge TPU through its delegate, or LiteRT on the CPU.
+
+Import order is the user's install, best first: Google's pycoral (from Coral's package
+repository; the PyPI project of that name is unrelated), then `ai_edge_litert` (LiteRT,
+the maintained successor of tflite-runtime), then `tflite_runtime`, and only as a last
+resort `tensorflow.lite`. Nothing here imports TensorFlow unless nothing else is installed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+log = logging.getLogger("yolo_tpu")
+
+EDGETPU_LIB = "libedgetpu.so.1"
+INSTALL_LIBEDGETPU = ("install the Edge TPU runtime (libedgetpu1-std from Coral's apt "
+                      "repository, https://coral.ai/software/#debian-packages) and plug in "
+                      "the accelerator")
+
+
+class BackendError(RuntimeError):
+    """The asked-for device cannot run this model: the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str  # "auto", "cpu" or "tpu"
+    delegate_device: str | None = None  # libedgetpu's 'device' option: "usb:0", "pci", ":1"
+
+    @property
+    def label(self) -> str:
+        return self.kind if not self.delegate_device else f"tpu ({self.delegate_device})"
+
+
+def parse_device(text: str) -> Device:
+    """auto | cpu | tpu | tpu:N | usb | usb:N | pci | pci:N."""
+    m = re.fullmatch(r"(auto|cpu|tpu|usb|pci)(?::(\d+))?", text.strip().lower())
+    if not m or (m.group(2) and m.group(1) in ("auto", "cpu")):
+        raise ValueError(f"device must be auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N; "
+                         f"got {text!r}")
+    kind, index = m.groups()
+    if kind in ("auto", "cpu"):
+        return Device(kind)
+    if kind == "tpu":
+        return Device("tpu", f":{index}" if index else None)
+    return Device("tpu", f"{kind}:{index}" if index else kind)
+
+
+def _interpreter_module():
+    """(Interpreter, load_delegate, name) from the best installed LiteRT flavour."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+        return Interpreter, load_delegate, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate
+        return Interpreter, load_delegate, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # last resort: a workstation with only TensorFlow
+        return tf.lite.Interpreter, tf.lite.experimental.load_delegate, "tensorflow.lite"
+    except ImportError:
+        raise BackendError("no TFLite interpreter installed: pip install ai-edge-litert") from None
+
+
+def _pycoral_make_interpreter():
+    """Google's pycoral `make_interpreter`, or None (absent, or the unrelated PyPI package)."""
+    try:
+        from pycoral.utils.edgetpu import make_interpreter
+        return make_interpreter
+    except ImportError:
+        return None
+
+
+def _tpu_interpreter(model_path: str, device: Device):
+    make = _pycoral_make_interpreter()
+    if make is not None:
+        return make(model_path, device=device.delegate_device), "pycoral"
+    Interpreter, load_delegate, name = _interpreter_module()
+    options = {"device": device.delegate_device} if device.delegate_device else {}
+    try:
+        delegate = load_delegate(EDGETPU_LIB, options)
+    except (ValueError, OSError, RuntimeError) as e:
+        where = device.delegate_device or "any"
+        raise BackendError(f"no Edge TPU ({where}) answered: {e}; {INSTALL_LIBEDGETPU}") from None
+    return Interpreter(model_path=model_path, experimental_delegates=[delegate]), name
+
+
+def _cpu_interpreter(model_path: str):
+    Interpreter, _, name = _interpreter_module()
+    return Interpreter(model_path=model_path, num_threads=os.cpu_count() or 1), name
+
+
+def make_interpreter(model_path: str, device: str | Device = "auto", compiled: bool = False):
+    """An allocated interpreter for `model_path` on `device`, and a one-line description.
+
+    `compiled` says the model holds the `edgetpu-custom-op` (edgetpu_compiler's output):
+    such a model cannot run without a TPU, and `auto` prefers the TPU for it.
+    """
+    dev = parse_device(device) if isinstance(device, str) else device
+    if dev.kind == "cpu" and compiled:
+        raise BackendError(f"{model_path} is compiled for the Edge TPU and cannot run on the "
+                           "CPU; use the model before edgetpu_compiler, or --device tpu")
+    if dev.kind == "tpu" or (dev.kind == "auto" and compiled):
+        try:
+            interpreter, name = _tpu_interpreter(model_path, dev)
+        except BackendError as e:
+            if compiled:
+                raise BackendError(f"{model_path} is compiled for the Edge TPU, but {e}") from None
+            raise
+        label = f"Edge TPU {dev.delegate_device or ''}".strip() + f" via {name}"
+    else:
+        interpreter, name = _cpu_interpreter(model_path)
+        label = f"CPU via {name}, {os.cpu_count()} threads"
+    interpreter.allocate_tensors()
+    return interpreter, label

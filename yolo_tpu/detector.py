@@ -1,0 +1,137 @@
+"""`Detector`: one `.tflite` file in, `Detections` out: frames -> tensor -> heads -> boxes -> NMS.
+
+Everything the model needs (anchors, masks, classes, names, input size) comes from the
+metadata the quantizer embedded, so the model file is the only input. Outputs are matched
+to heads by grid size, not by position: the TFLite converter does not keep Keras' order.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import cv2
+import numpy as np
+
+from .backends import make_interpreter
+from .decode import decode_heads
+from .detections import Detections
+from .meta import METADATA_KEY, ModelMeta
+from .nms import nms
+from .preprocess import Letterbox, letterbox
+
+log = logging.getLogger("yolo_tpu")
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+
+
+class ModelError(ValueError):
+    """A model file the runtime cannot use: the message names the file and the problem."""
+
+
+def read_model_info(path: str) -> tuple[ModelMeta, bool]:
+    """The embedded metadata, and whether edgetpu_compiler has compiled the model."""
+    from .tflite_file import NotTfliteError, read_summary
+    try:
+        metadata, custom_codes = read_summary(path)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read model: {e.strerror or e}") from None
+    except NotTfliteError as e:
+        raise ModelError(f"{path}: not a TFLite model ({e})") from None
+    if METADATA_KEY not in metadata:
+        raise ModelError(f"{path}: no yolo_tpu metadata; convert the model with "
+                         "`python -m converters` (or converters.quantize)")
+    try:
+        meta = ModelMeta.from_json(metadata[METADATA_KEY])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{path}: unreadable yolo_tpu metadata ({e})") from None
+    return meta, EDGETPU_CUSTOM_OP in custom_codes
+
+
+class Detector:
+    """A loaded model on a device; call it on a BGR image to get `Detections`."""
+
+    def __init__(self, model: str, device: str = "auto", conf: float = 0.25, iou: float = 0.45,
+                 max_det: int = 300, agnostic: bool = False):
+        if not os.path.exists(model):
+            raise ModelError(f"{model}: no such model file (build it with `make demo` or "
+                             "`python -m converters`)")
+        self.model_path = model
+        self.conf, self.iou, self.max_det, self.agnostic = conf, iou, max_det, agnostic
+        self.meta, self.compiled = read_model_info(model)
+        try:
+            self.interpreter, self.backend = make_interpreter(model, device, self.compiled)
+        except ValueError as e:  # LiteRT's error for a model it cannot load
+            raise ModelError(f"{model}: {e}") from None
+        log.info("%s: %s", os.path.basename(model), self.backend)
+        inp = self.interpreter.get_input_details()[0]
+        self._input_index = inp["index"]
+        self.input_dtype = np.dtype(inp["dtype"])
+        _, h, w, _ = inp["shape"]
+        if (w, h) != (self.meta.width, self.meta.height):
+            raise ModelError(f"{model}: input {w}x{h} disagrees with its metadata "
+                             f"{self.meta.width}x{self.meta.height}")
+        self._lut = _input_lut(self.input_dtype, *inp["quantization"])
+        self._outputs, self._quant = self._match_heads(self.interpreter.get_output_details())
+        self._buffer: np.ndarray | None = None
+
+    def _match_heads(self, details: list[dict]) -> tuple[list[int], list]:
+        """Output tensor index and (scale, zero_point) per head, matched by grid size."""
+        by_grid = {tuple(d["shape"][1:3]): d for d in details}
+        indices, quant = [], []
+        for head in self.meta.heads:
+            grid = (self.meta.height // head.stride, self.meta.width // head.stride)
+            d = by_grid.get(grid)
+            if d is None:
+                raise ModelError(f"{self.model_path}: no output of grid {grid[1]}x{grid[0]} "
+                                 f"for the stride-{head.stride} head")
+            indices.append(d["index"])
+            scale, zero_point = d["quantization"]
+            quant.append((float(scale), int(zero_point)) if d["dtype"] != np.float32 else None)
+        return indices, quant
+
+    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """Letterboxed input tensor in the model's own type (no float round trip for uint8)."""
+        if self.input_dtype == np.float32:
+            return letterbox(image_bgr, self.meta.width, self.meta.height, np.float32)
+        tensor, box = letterbox(image_bgr, self.meta.width, self.meta.height, np.uint8,
+                                out=self._buffer)
+        self._buffer = tensor
+        if self._lut is not None:  # input quantization other than pixel / 255
+            tensor = cv2.LUT(tensor, self._lut)
+        return tensor, box
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """Raw head outputs in metadata (cfg) order."""
+        self.interpreter.set_tensor(self._input_index, tensor)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(i) for i in self._outputs]
+
+    def postprocess(self, outputs: list[np.ndarray], box: Letterbox) -> Detections:
+        """Decode the heads, run NMS, map boxes back to the source image."""
+        return postprocess(outputs, self._quant, self.meta, box, self.conf, self.iou,
+                           self.max_det, self.agnostic)
+
+    def __call__(self, image_bgr: np.ndarray) -> Detections:
+        tensor, box = self.preprocess(image_bgr)
+        return self.postprocess(self.infer(tensor), box)
+
+
+def postprocess(outputs: list[np.ndarray], quant: list, meta: ModelMeta, box: Letterbox,
+                conf: float, iou: float, max_det: int = 300,
+                agnostic: bool = False) -> Detections:
+    """Raw heads (quantized or float) -> Detections in source-image pixels."""
+    boxes, scores, class_ids = decode_heads(outputs, quant, meta.heads,
+                                            (meta.width, meta.height), conf)
+    keep = nms(boxes, scores, class_ids, iou, agnostic=agnostic, max_det=max_det)
+    return Detections.from_arrays(box.to_source(boxes[keep]), scores[keep], class_ids[keep],
+                                  meta.names)
+
+
+def _input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray | None:
+    """uint8 pixel -> quantized input value, or None when the pixel already is the value."""
+    if dtype == np.float32:
+        return None
+    if dtype == np.uint8 and zero_point == 0 and abs(scale * 255 - 1) < 1e-6:
+        return None
+    info = np.iinfo(dtype)
+    q = np.round(np.arange(256) / 255.0 / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)

@@ -1,0 +1,163 @@
+"""Greedy non-maximum suppression, per class or class-agnostic.
+
+Keeps the same set as OpenCV's `cv2.dnn.NMSBoxesBatched` / `cv2.dnn.NMSBoxes` (boxes sorted by
+score, a box is dropped when its IoU with a kept box of its class is > the threshold, IoU with
+plain `w * h` areas, no +1), but works class by class: OpenCV's batched NMS shifts each class
+to its own region and then compares every candidate with *every* kept box of every class, which
+is quadratic in the number of kept boxes; here a candidate only meets the kept boxes of its own
+class. Compiled with numba (`cache=True`, so later processes load the machine code from disk).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["nms", "cached_njit"]
+
+
+def cached_njit(func):
+    """`numba.njit(cache=True)`, or plain `njit` when no cache directory is writable.
+
+    numba caches next to the module (`__pycache__`), else in `NUMBA_CACHE_DIR` or the user's
+    cache dir; it raises at decoration time when none of those is writable (a read-only
+    install run by a user without a home, say). Then compiling in each process is still
+    better than failing to import.
+    """
+    try:
+        return njit(cache=True)(func)
+    except RuntimeError:
+        return njit(cache=False)(func)
+
+
+@cached_njit
+def _group_by_class(order: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable counting sort of score ranks by class.
+
+    Returns `ranks` (positions into `order`, grouped by class, each group still in descending
+    score order) and `starts` (group boundaries, `starts[g]:starts[g+1]`). O(N + class range);
+    class ids are small non-negative ints in practice, a wide range falls back to a merge sort.
+    """
+    n = order.shape[0]
+    lo = class_ids[0]
+    hi = class_ids[0]
+    for i in range(n):
+        c = class_ids[i]
+        lo = min(lo, c)
+        hi = max(hi, c)
+    span = np.int64(hi) - np.int64(lo) + 1
+    if span > 4 * n + 1024:
+        # Sparse ids: sort the ranks by class (stable keeps the score order within a class).
+        cls_by_rank = np.empty(n, np.int64)
+        for r in range(n):
+            cls_by_rank[r] = class_ids[order[r]]
+        ranks = np.argsort(cls_by_rank, kind="mergesort")
+        starts_list = [0]
+        for i in range(1, n):
+            if cls_by_rank[ranks[i]] != cls_by_rank[ranks[i - 1]]:
+                starts_list.append(i)
+        starts_list.append(n)
+        return ranks, np.array(starts_list, np.int64)
+    counts = np.zeros(span + 1, np.int64)
+    for r in range(n):
+        counts[class_ids[order[r]] - lo + 1] += 1
+    for k in range(1, span + 1):
+        counts[k] += counts[k - 1]
+    starts = counts.copy()  # starts[g]:starts[g+1] is class lo+g; empty groups are harmless
+    ranks = np.empty(n, np.int64)
+    for r in range(n):
+        g = class_ids[order[r]] - lo
+        ranks[counts[g]] = r
+        counts[g] += 1
+    return ranks, starts
+
+
+@cached_njit
+def _greedy(
+    boxes: np.ndarray, order: np.ndarray, ranks: np.ndarray, starts: np.ndarray,
+    iou_threshold: float, max_det: int,
+) -> np.ndarray:
+    """Greedy NMS within each group `ranks[starts[g]:starts[g+1]]`; kept indices by score."""
+    n = order.shape[0]
+    # Kept boxes of the current group, struct-of-arrays so the inner loop streams memory.
+    kx1 = np.empty(n, np.float64)
+    ky1 = np.empty(n, np.float64)
+    kx2 = np.empty(n, np.float64)
+    ky2 = np.empty(n, np.float64)
+    karea = np.empty(n, np.float64)
+    keep_rank = np.zeros(n, np.bool_)
+    thr = np.float64(np.float32(iou_threshold))  # OpenCV compares against a float threshold
+    for g in range(starts.shape[0] - 1):
+        nk = 0
+        for j in range(starts[g], starts[g + 1]):
+            r = ranks[j]
+            b = order[r]
+            x1 = np.float64(boxes[b, 0])
+            y1 = np.float64(boxes[b, 1])
+            x2 = np.float64(boxes[b, 2])
+            y2 = np.float64(boxes[b, 3])
+            area = (x2 - x1) * (y2 - y1)
+            keep = True
+            for k in range(nk):
+                iw = min(x2, kx2[k]) - max(x1, kx1[k])
+                if iw <= 0.0:
+                    continue
+                ih = min(y2, ky2[k]) - max(y1, ky1[k])
+                if ih <= 0.0:
+                    continue
+                inter = iw * ih
+                # iou > thr without dividing; union > 0 whenever inter > 0
+                if inter > thr * (area + karea[k] - inter):
+                    keep = False
+                    break
+            if keep:
+                kx1[nk] = x1
+                ky1[nk] = y1
+                kx2[nk] = x2
+                ky2[nk] = y2
+                karea[nk] = area
+                nk += 1
+                keep_rank[r] = True
+    # Walking the ranks gives the kept boxes in global score order, so max_det is a prefix.
+    out = np.empty(min(n, max_det), np.int64)
+    m = 0
+    for r in range(n):
+        if m == out.shape[0]:
+            break
+        if keep_rank[r]:
+            out[m] = order[r]
+            m += 1
+    return out[:m]
+
+
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray | None,
+    iou_threshold: float,
+    agnostic: bool = False,
+    max_det: int = 300,
+) -> np.ndarray:
+    """Indices (int64) of the boxes kept by greedy NMS, in descending score order.
+
+    boxes: (N, 4) x1, y1, x2, y2. A box is suppressed when its IoU with a higher-scored kept
+    box of the same class (any class if `agnostic`) is > `iou_threshold`. Equal scores keep
+    their input order, as OpenCV's stable sort does. At most `max_det` indices are returned
+    (the best ones; unlike OpenCV's `top_k`, which truncates the candidates before NMS).
+    """
+    boxes = np.ascontiguousarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scores = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1)
+    n = boxes.shape[0]
+    if scores.shape[0] != n:
+        raise ValueError(f"{n} boxes but {scores.shape[0]} scores")
+    if n == 0 or max_det <= 0:
+        return np.empty(0, np.int64)
+    order = np.argsort(-scores, kind="stable")
+    if agnostic or class_ids is None:
+        ranks = np.arange(n, dtype=np.int64)
+        starts = np.array([0, n], np.int64)
+    else:
+        class_ids = np.ascontiguousarray(class_ids, dtype=np.int32).reshape(-1)
+        if class_ids.shape[0] != n:
+            raise ValueError(f"{n} boxes but {class_ids.shape[0]} class ids")
+        ranks, starts = _group_by_class(order, class_ids)
+    return _greedy(boxes, order, ranks, starts, float(iou_threshold), int(max_det))
