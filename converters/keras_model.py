@@ -33,6 +33,7 @@ class NearestUpsample(keras.layers.Layer):
         self.stride = stride
 
     def call(self, x):
+        tf.get_logger().setLevel("ERROR")  # resize_nearest_neighbor's deprecation notice
         h, w = x.shape[1], x.shape[2]
         # half_pixel_centers=False is darknet's (and the Edge TPU's) pixel mapping.
         return tf.compat.v1.image.resize_nearest_neighbor(

@@ -1,0 +1,93 @@
+"""`python -m converters CFG WEIGHTS --out-dir build/`: cfg -> Keras -> int8 TFLite -> Edge TPU check.
+
+Runs every stage in one go (and `edgetpu_compiler` where installed) and ends with a short
+report: ops mapped, sizes, quantization cost, files written. Exit 0 only when every op
+maps to the Edge TPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from .calibration import CalibrationError
+from .cfg import ConfigError, parse_size
+from .weights import WeightsError
+
+
+def default_names(cfg: str) -> str | None:
+    """`<cfg>.names` or `coco.names` beside the cfg, if present."""
+    folder, stem = os.path.dirname(os.path.abspath(cfg)), os.path.splitext(os.path.basename(cfg))[0]
+    for name in (f"{stem}.names", "coco.names"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def stage(n: int, total: int, text: str) -> None:
+    print(f"[{n}/{total}] {text}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m converters", description=__doc__.split("\n")[0])
+    ap.add_argument("cfg")
+    ap.add_argument("weights")
+    ap.add_argument("--out-dir", default="build", help="where to write the models (default build/)")
+    ap.add_argument("--names", help="class names (default: <cfg>.names or coco.names beside the cfg)")
+    ap.add_argument("--size", type=parse_size, help="input size N or WxH (multiple of 32)")
+    ap.add_argument("--leaky", choices=("relu", "maximum", "prelu", "keep"), default="relu")
+    ap.add_argument("--calib", nargs="+", metavar="PATH", help="calibration images/videos")
+    ap.add_argument("--num", type=int, default=100, help="calibration samples (default 100)")
+    ap.add_argument("--io", choices=("uint8", "int8"), default="uint8")
+    args = ap.parse_args(argv)
+
+    from .darknet import convert, summary
+    stem = os.path.splitext(os.path.basename(args.cfg))[0]
+    keras_path = os.path.join(args.out_dir, f"{stem}.keras")
+    tflite_path = os.path.join(args.out_dir, f"{stem}_int8.tflite")
+    total = 4 if shutil.which("edgetpu_compiler") else 3
+    try:
+        stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
+        names = args.names or default_names(args.cfg)
+        try:
+            c = convert(args.cfg, args.weights, args.leaky, args.size, names)
+        except ConfigError as e:
+            if args.names or names is None or "names" not in str(e):
+                raise
+            c = convert(args.cfg, args.weights, args.leaky, args.size, None)  # guessed names
+        print(summary(c, args.leaky))
+        from .keras_model import save_model
+        os.makedirs(args.out_dir, exist_ok=True)
+        save_model(c.model, c.meta, keras_path)
+
+        stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
+        from .quantize import quantize, write
+        write(tflite_path, quantize(c.model, c.meta, "int8", args.calib, args.num, args.io))
+    except (ConfigError, WeightsError, CalibrationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    stage(3, total, "Edge TPU op check")
+    from .edgetpu_check import check, format_report
+    report = check(tflite_path)
+    print(format_report(report))
+    compiled_ok = True
+    if total == 4:
+        stage(4, total, "edgetpu_compiler")
+        from .edgetpu_compile import main as compile_main
+        compiled_ok = compile_main([tflite_path, "-o", args.out_dir]) == 0
+
+    from .accuracy import report_quantization_cost
+    cost = report_quantization_cost(c.model, c.meta, tflite_path, keras_path, args.calib, None)
+    print("\nsummary")
+    print(f"  ops on the Edge TPU: {report.tpu_count} of {report.total}"
+          + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
+    print(f"  {cost}")
+    print(f"  wrote {keras_path} and {tflite_path}")
+    return 0 if report.all_mapped and compiled_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Calibration images for full-int8 quantization: real photos and video frames, never noise.
+
+Each sample is preprocessed by the runtime's own `letterbox`, so the ranges the quantizer
+measures are the ranges the deployed model sees. Few images are stretched to `num` samples
+with flips and crops (new framings of real content, not new content).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from yolo_tpu.preprocess import letterbox
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = os.path.join(ROOT, "samples")
+# The bundled photos are split so the accuracy report measures images the quantizer never saw.
+DEFAULT_CALIB = tuple(os.path.join(SAMPLES, n) for n in ("dog.jpg", "person.jpg", "horses.jpg"))
+DEFAULT_EVAL = tuple(os.path.join(SAMPLES, n) for n in ("kite.jpg", "eagle.jpg", "giraffe.jpg"))
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+MIN_RECOMMENDED = 100
+
+
+class CalibrationError(ValueError):
+    """No usable calibration image: the message names the path."""
+
+
+def expand(paths: list[str]) -> list[str]:
+    """Files, folders (their images and videos, sorted) and globs -> a list of files."""
+    files: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(os.path.join(p, f) for f in os.listdir(p)
+                           if os.path.splitext(f)[1].lower() in IMAGE_EXT | VIDEO_EXT)
+        elif any(c in p for c in "*?["):
+            found = sorted(glob.glob(p, recursive=True))
+        else:
+            found = [p] if os.path.exists(p) else []
+        if not found:
+            raise CalibrationError(f"{p}: no such file, or no images in it")
+        files += found
+    return files
+
+
+def read_frames(path: str, max_frames: int = 50) -> list[np.ndarray]:
+    """BGR images of a file: the image itself, or up to `max_frames` frames spread over a video."""
+    if os.path.splitext(path)[1].lower() in VIDEO_EXT:
+        cap = cv2.VideoCapture(path)
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or max_frames
+        step = max(1, total // max_frames)
+        frames = []
+        index = 0
+        while len(frames) < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % step == 0:
+                frames.append(frame)
+            index += 1
+        cap.release()
+        return frames
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    return [] if image is None else [image]
+
+
+def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mirrored and/or cropped view (60-100% of each side) of a real image."""
+    h, w = image.shape[:2]
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
+    y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    return np.ascontiguousarray(image[y:y + ch, x:x + cw])
+
+
+def load_images(paths: list[str]) -> list[np.ndarray]:
+    images: list[np.ndarray] = []
+    for path in expand(paths):
+        frames = read_frames(path)
+        if not frames:
+            print(f"warning: {path}: not a readable image or video, skipped", file=sys.stderr)
+        images += frames
+    if not images:
+        raise CalibrationError(f"{', '.join(paths)}: no readable image or video frame")
+    return images
+
+
+def samples(paths: list[str], num: int, width: int, height: int,
+            seed: int = 0) -> Iterator[np.ndarray]:
+    """`num` letterboxed float32 (1, H, W, 3) RGB 0..1 tensors: each image once, then views."""
+    images = load_images(paths)
+    if len(images) < MIN_RECOMMENDED:
+        print(f"warning: {len(images)} calibration images; at least {MIN_RECOMMENDED} "
+              "real images from your deployment are recommended (pass them with --calib). "
+              f"Using flips and crops of these to reach {num} samples.", file=sys.stderr)
+    rng = np.random.default_rng(seed)
+    for i in range(num):
+        image = images[i] if i < len(images) else _augment(images[i % len(images)], rng)
+        tensor, _ = letterbox(image, width, height, dtype=np.float32)
+        yield tensor
