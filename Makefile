@@ -17,11 +17,16 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-build/yolov3-tiny.keras: $(STAMP) cfg/yolov3-tiny.cfg weights/yolov3-tiny.weights
-	$(PY) -m converters.darknet cfg/yolov3-tiny.cfg weights/yolov3-tiny.weights \
-		--names cfg/coco.names --leaky maximum -o $@
+# The bundled weights were trained with leaky ReLU, so they convert with --leaky maximum
+# (exact, and every op maps to the Edge TPU); --leaky relu is for ReLU-trained weights.
+$(MODEL): $(STAMP) cfg/yolov3-tiny.cfg cfg/coco.names weights/yolov3-tiny.weights
+	$(PY) -m converters cfg/yolov3-tiny.cfg weights/yolov3-tiny.weights \
+		--names cfg/coco.names --leaky maximum --out-dir build
 
-demo: build/yolov3-tiny.keras
+demo: $(MODEL)
+	$(PY) -m yolo_tpu.detect --model $(MODEL) --image samples/ --save out/ \
+		--json out/detections.jsonl
+	@echo "annotated photos and detections.jsonl are in out/"
 
 test: $(STAMP)
 	$(PY) -m pytest
