@@ -13,6 +13,7 @@ import sys
 
 from .calibration import CalibrationError
 from .cfg import ConfigError, parse_size
+from .darknet import LEAKY_HELP, LEAKY_POLICIES
 from .weights import WeightsError
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default="build", help="where to write the models (default build/)")
     ap.add_argument("--names", help="class names (default: <cfg>.names or coco.names beside the cfg)")
     ap.add_argument("--size", type=parse_size, help="input size N or WxH (multiple of 32)")
-    ap.add_argument("--leaky", choices=("relu", "maximum", "prelu", "keep"), default="relu")
+    ap.add_argument("--leaky", choices=LEAKY_POLICIES, default="relu", help=LEAKY_HELP)
     ap.add_argument("--calib", nargs="+", metavar="PATH", help="calibration images/videos")
     ap.add_argument("--num", type=int, default=100, help="calibration samples (default 100)")
     ap.add_argument("--io", choices=("uint8", "int8"), default="uint8")

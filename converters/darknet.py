@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from .cfg import ConfigError, Network, parse_cfg, parse_size
 from .weights import ConvWeights, WeightsError, load_weights
 
+# Kept here (not in keras_model) so the CLIs can parse arguments without TensorFlow.
+LEAKY_POLICIES = ("relu", "maximum", "addrelu", "prelu", "keep")
+LEAKY_HELP = ("how leaky ReLU is expressed: relu (Edge TPU; only for ReLU-trained weights), "
+              "maximum (exact, Edge TPU: MUL+MAXIMUM), addrelu (exact, Edge TPU: "
+              "0.1x + relu(0.9x), best int8 accuracy), prelu (exact, Edge TPU, slow on CPU), "
+              "keep (LEAKY_RELU, CPU only)")
+
 
 @dataclass
 class Converted:
@@ -47,8 +54,9 @@ def convert(cfg: str, weights: str, leaky: str = "relu", size: tuple[int, int] |
         from .keras_model import warn
         warn(f"--leaky relu replaces the leaky activations of {os.path.basename(cfg)} with "
              "ReLU: right only for weights trained with ReLU. For weights trained with leaky "
-             "(darknet's own, the COCO releases) use --leaky maximum, which is exact and runs "
-             "on the Edge TPU.")
+             "(darknet's own, the COCO releases) use --leaky maximum or --leaky addrelu: both "
+             "exact and Edge TPU ops; addrelu keeps darknet's detections after int8 "
+             "quantization.")
     from .keras_model import build_model  # TensorFlow loads here, after the cheap checks
     model, meta = build_model(net, conv_weights, leaky, labels)
     return Converted(net, conv_weights, model, meta)
@@ -95,10 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", required=True, help="output .keras file")
     ap.add_argument("--names", help="class names, one per line (e.g. cfg/coco.names)")
     ap.add_argument("--size", type=parse_size, help="input size N or WxH (multiple of 32); default from [net]")
-    ap.add_argument("--leaky", choices=("relu", "maximum", "prelu", "keep"), default="relu",
-                    help="how to express leaky ReLU: relu (Edge TPU, only for ReLU-trained "
-                         "weights), maximum (exact, Edge TPU), prelu (exact, Edge TPU, slow on "
-                         "CPU), keep (LEAKY_RELU, CPU only)")
+    ap.add_argument("--leaky", choices=LEAKY_POLICIES, default="relu", help=LEAKY_HELP)
     args = ap.parse_args(argv)
     try:
         c = convert(args.cfg, args.weights, args.leaky, args.size, args.names)

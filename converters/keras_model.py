@@ -17,9 +17,8 @@ import tensorflow as tf
 from yolo_tpu.meta import Head, ModelMeta
 
 from .cfg import Layer, Network
+from .darknet import LEAKY_POLICIES
 from .weights import ConvWeights
-
-LEAKY_POLICIES = ("relu", "maximum", "prelu", "keep")
 META_ENTRY = "yolo_tpu.json"  # stored beside config.json inside the .keras zip
 LEAKY_SLOPE = 0.1  # darknet's leaky_activate: x > 0 ? x : .1 * x
 
@@ -58,6 +57,22 @@ class LeakyMaximum(keras.layers.Layer):
         return shape
 
 
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class LeakyAddRelu(keras.layers.Layer):
+    """Leaky ReLU as 0.1 x + relu(0.9 x): exact, MUL + MUL(ReLU) + ADD, all Edge TPU ops.
+
+    Unlike max(x, 0.1 x) it quantizes well: each op gets its own int8 scale, whereas the
+    int8 MAXIMUM shares one scale with its inputs and so clips the convolution output at
+    the leaky output's minimum (0.1 x its true minimum).
+    """
+
+    def call(self, x):
+        return x * LEAKY_SLOPE + keras.ops.relu(x * (1 - LEAKY_SLOPE))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
 def _activation(x, act: str, leaky: str, name: str):
     if act == "linear":
         return x
@@ -67,6 +82,8 @@ def _activation(x, act: str, leaky: str, name: str):
         return keras.layers.Activation("sigmoid", name=name)(x)
     if leaky == "maximum":
         return LeakyMaximum(name=name)(x)
+    if leaky == "addrelu":
+        return LeakyAddRelu(name=name)(x)
     if leaky == "prelu":
         return keras.layers.PReLU(keras.initializers.Constant(LEAKY_SLOPE), shared_axes=[1, 2],
                                   name=name)(x)

@@ -27,7 +27,7 @@ from converters.keras_model import predict  # noqa: E402
 from converters.weights import write_weights  # noqa: E402
 
 DEBIAN_CFG = "/usr/share/darknet/cfg"
-POLICIES = ("keep", "maximum", "prelu", "relu")
+POLICIES = ("keep", "maximum", "addrelu", "prelu", "relu")
 
 
 def cases(tmp: str):

@@ -28,7 +28,7 @@ from converters.quantize import quantize  # noqa: E402
 
 CFG = os.path.join(ROOT, "cfg/yolov3-tiny.cfg")
 WEIGHTS = os.path.join(ROOT, "weights/yolov3-tiny.weights")
-FORMS = [("int8", "maximum"), ("int8", "relu"), ("int8", "keep"), ("int8", "prelu"),
+FORMS = [("int8", "addrelu"), ("int8", "maximum"), ("int8", "relu"), ("int8", "keep"), ("int8", "prelu"),
          ("float16", "maximum"), ("dynamic", "maximum"), ("float32", "keep")]
 
 

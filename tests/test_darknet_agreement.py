@@ -16,7 +16,7 @@ from converters.darknet import convert
 from converters.darknet_ref import cfg_with_size
 from converters.weights import write_weights
 
-EXACT_POLICIES = ("keep", "maximum")
+EXACT_POLICIES = ("keep", "maximum", "addrelu")
 
 
 def head_errors(model, meta, darknet, image_rgb01) -> list[float]:

@@ -34,7 +34,7 @@ def converted():
 def int8_models(converted, tmp_path_factory):
     folder = tmp_path_factory.mktemp("int8")
     paths = {}
-    for leaky in ("relu", "maximum", "keep"):
+    for leaky in ("relu", "maximum", "addrelu", "keep"):
         c = converted(leaky)
         path = folder / f"tiny_{leaky}.tflite"
         path.write_bytes(quantize(c.model, c.meta, "int8", None, SMALL_NUM, progress=False))
@@ -47,7 +47,7 @@ def check_cli(path, *extra):
                           capture_output=True, text=True, cwd=ROOT)
 
 
-@pytest.mark.parametrize("leaky", ["relu", "maximum"])
+@pytest.mark.parametrize("leaky", ["relu", "maximum", "addrelu"])
 def test_tpu_policies_map_every_op(int8_models, leaky):
     r = check_cli(int8_models[leaky])
     assert r.returncode == 0, r.stdout + r.stderr
@@ -57,6 +57,8 @@ def test_tpu_policies_map_every_op(int8_models, leaky):
     assert "RESIZE_NEAREST_NEIGHBOR" in ops and "TILE" not in ops
     if leaky == "maximum":
         assert {"MUL", "MAXIMUM"} <= ops
+    if leaky == "addrelu":
+        assert {"MUL", "ADD"} <= ops and "MAXIMUM" not in ops
     report = json.loads(check_cli(int8_models[leaky], "--json").stdout)
     assert report["all_mapped"] is True
 
