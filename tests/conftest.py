@@ -28,3 +28,14 @@ def need_darknet():
     reason = darknet_skip_reason()
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model(tmp_path_factory) -> Path:
+    """The model `make demo` builds: bundled weights, --leaky addrelu, int8, 100 samples."""
+    from converters.darknet import convert
+    from converters.quantize import quantize
+    c = convert(str(CFG), str(WEIGHTS), "addrelu", names=str(NAMES))
+    path = tmp_path_factory.mktemp("model") / "yolov3-tiny_int8.tflite"
+    path.write_bytes(quantize(c.model, c.meta, "int8", None, 100, progress=False))
+    return path
