@@ -5,10 +5,14 @@
 Wall time of whole processes, interleaved with two peers in the same run, so a busy
 machine slows all three alike: `python -c pass` (the interpreter alone) and
 `python -c "import numpy, cv2"` (the libraries any OpenCV tool pays for). Target: 1.5 s.
+Then where the time goes, measured inside fresh processes: importing numpy and cv2, then
+yolo_tpu's Detector (numba included), constructing the Detector, the first detection (numba
+loads its cached machine code) and a second one.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -23,6 +27,34 @@ def wall(cmd: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+# Run in a fresh interpreter: each phase of a cold start, in seconds, as one JSON line.
+PHASES = """
+import json, sys, time
+t = [time.perf_counter()]
+import numpy, cv2
+t.append(time.perf_counter())
+from yolo_tpu import Detector
+t.append(time.perf_counter())
+detector = Detector(sys.argv[1])
+t.append(time.perf_counter())
+image = cv2.imread(sys.argv[2])
+t.append(time.perf_counter())
+detector(image)
+t.append(time.perf_counter())
+detector(image)
+t.append(time.perf_counter())
+names = ["import numpy, cv2", "import Detector", "Detector()", "imread",
+         "first detection", "second detection"]
+print(json.dumps({n: b - a for n, a, b in zip(names, t, t[1:])}))
+"""
+
+
+def phases(model: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", PHASES, model, "samples/dog.jpg"], check=True,
+                         cwd=ROOT, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -46,6 +78,11 @@ def main() -> int:
             times[name].append(wall(cmd))
     print(f"{'command':<28}{'median s':>10}{'min s':>8}{'max s':>8}")
     for name, t in times.items():
+        print(f"{name:<28}{statistics.median(t):>10.3f}{min(t):>8.3f}{max(t):>8.3f}")
+    runs = [phases(args.model) for _ in range(args.runs)]
+    print(f"\n{'phase, in a fresh process':<28}{'median s':>10}{'min s':>8}{'max s':>8}")
+    for name in runs[0]:
+        t = [r[name] for r in runs]
         print(f"{name:<28}{statistics.median(t):>10.3f}{min(t):>8.3f}{max(t):>8.3f}")
     median = statistics.median(times["yolo_tpu.detect --image"])
     print(f"{'PASS' if median < TARGET_S else 'FAIL'}: cold start {median:.2f} s "

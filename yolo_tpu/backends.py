@@ -7,6 +7,7 @@ resort `tensorflow.lite`. Nothing here imports TensorFlow unless nothing else is
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -82,6 +83,12 @@ def _tpu_interpreter(model_path: str, device: Device):
         return make(model_path, device=device.delegate_device), "pycoral"
     Interpreter, load_delegate, name = _interpreter_module()
     options = {"device": device.delegate_device} if device.delegate_device else {}
+    try:
+        # Load the library ourselves first: when it is missing, LiteRT's load_delegate
+        # fails half-way and its Delegate.__del__ then prints a stray traceback.
+        ctypes.CDLL(EDGETPU_LIB)
+    except OSError:
+        raise BackendError(f"{EDGETPU_LIB} not found; {INSTALL_LIBEDGETPU}") from None
     try:
         delegate = load_delegate(EDGETPU_LIB, options)
     except (ValueError, OSError, RuntimeError) as e:

@@ -178,9 +178,23 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is now (it may be replaced, e.g. by pytest)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     """`yolo_tpu: ...` lines on stderr for our logger only (other libraries stay quiet)."""
-    handler = logging.StreamHandler(sys.stderr)
+    if any(isinstance(h, _StderrHandler) for h in log.handlers):
+        return  # main() called again in the same process (tests): one handler is enough
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -195,6 +209,8 @@ def _quiet_failed_delegate() -> None:
     prints that as a traceback below our one-line error. Only that exact case is dropped.
     """
     previous = sys.unraisablehook
+    if getattr(previous, "_yolo_tpu", False):
+        return  # already installed (main() called again in the same process)
 
     def hook(unraisable: Any) -> None:
         obj = unraisable.object
@@ -203,6 +219,7 @@ def _quiet_failed_delegate() -> None:
             return
         previous(unraisable)
 
+    hook._yolo_tpu = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
 
 
@@ -211,7 +228,8 @@ def _check_save_dir(folder: str, files: list[str]) -> str | None:
     target = os.path.realpath(folder)
     for f in files:
         if os.path.realpath(os.path.dirname(os.path.abspath(f))) == target:
-            return f"--save {folder}: is the folder of input {f}; annotated copies would overwrite the inputs"
+            return (f"--save {folder}: is the folder of input {f}; annotated copies would "
+                    "overwrite the inputs")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
