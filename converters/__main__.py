@@ -12,18 +12,23 @@ import shutil
 import sys
 
 from .calibration import CalibrationError
-from .cfg import ConfigError, parse_size
+from .cfg import ConfigError, parse_cfg, parse_size
 from .darknet import LEAKY_HELP, LEAKY_POLICIES
 from .weights import WeightsError
 
 
-def default_names(cfg: str) -> str | None:
-    """`<cfg>.names` or `coco.names` beside the cfg, if present."""
+def default_names(cfg: str, size: tuple[int, int] | None) -> str | None:
+    """`<cfg>.names` or `coco.names` beside the cfg, if present with one name per class."""
     folder, stem = os.path.dirname(os.path.abspath(cfg)), os.path.splitext(os.path.basename(cfg))[0]
+    classes = parse_cfg(cfg, size).yolo_layers[0].params["classes"]
     for name in (f"{stem}.names", "coco.names"):
         path = os.path.join(folder, name)
-        if os.path.exists(path):
-            return path
+        try:
+            with open(path, encoding="utf-8") as f:
+                if sum(1 for line in f if line.strip()) == classes:
+                    return path
+        except OSError:
+            continue
     return None
 
 
@@ -51,13 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     total = 4 if shutil.which("edgetpu_compiler") else 3
     try:
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
-        names = args.names or default_names(args.cfg)
-        try:
-            c = convert(args.cfg, args.weights, args.leaky, args.size, names)
-        except ConfigError as e:
-            if args.names or names is None or "names" not in str(e):
-                raise
-            c = convert(args.cfg, args.weights, args.leaky, args.size, None)  # guessed names
+        names = args.names or default_names(args.cfg, args.size)
+        c = convert(args.cfg, args.weights, args.leaky, args.size, names)
         print(summary(c, args.leaky))
         from .keras_model import save_model
         os.makedirs(args.out_dir, exist_ok=True)

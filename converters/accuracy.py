@@ -27,9 +27,9 @@ CANDIDATE_CONF = 0.005
 def keras_detect(model, meta: ModelMeta, image_bgr: np.ndarray, conf: float = CONF,
                  iou: float = IOU) -> Detections:
     """Float reference detections from the Keras model."""
+    from .keras_model import predict
     tensor, box = letterbox(image_bgr, meta.width, meta.height, np.float32)
-    outs = model(tensor, training=False)
-    outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    outs = predict(model, tensor)
     return postprocess(outs, [None] * len(outs), meta, box, conf, iou)
 
 

@@ -90,10 +90,9 @@ def load_images(paths: list[str]) -> list[np.ndarray]:
     return images
 
 
-def samples(paths: list[str], num: int, width: int, height: int,
+def samples(images: list[np.ndarray], num: int, width: int, height: int,
             seed: int = 0) -> Iterator[np.ndarray]:
     """`num` letterboxed float32 (1, H, W, 3) RGB 0..1 tensors: each image once, then views."""
-    images = load_images(paths)
     if len(images) < MIN_RECOMMENDED:
         print(f"warning: {len(images)} calibration images; at least {MIN_RECOMMENDED} "
               "real images from your deployment are recommended (pass them with --calib). "

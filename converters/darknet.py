@@ -51,12 +51,11 @@ def convert(cfg: str, weights: str, leaky: str = "relu", size: tuple[int, int] |
     labels = read_names(names, classes) if names else ()
     conv_weights = load_weights(weights, net)
     if leaky == "relu" and any(l.params.get("activation") == "leaky" for l in net.layers):
-        from .keras_model import warn
-        warn(f"--leaky relu replaces the leaky activations of {os.path.basename(cfg)} with "
+        print(f"warning: --leaky relu replaces the leaky activations of {os.path.basename(cfg)} with "
              "ReLU: right only for weights trained with ReLU. For weights trained with leaky "
              "(darknet's own, the COCO releases) use --leaky maximum or --leaky addrelu: both "
              "exact and Edge TPU ops; addrelu keeps darknet's detections after int8 "
-             "quantization.")
+             "quantization.", file=sys.stderr)
     from .keras_model import build_model  # TensorFlow loads here, after the cheap checks
     model, meta = build_model(net, conv_weights, leaky, labels)
     return Converted(net, conv_weights, model, meta)
@@ -78,15 +77,14 @@ def summary(c: Converted, leaky: str) -> str:
         act = layer.params.get("activation", "")
         if act == "leaky":
             act = f"leaky -> {leaky}"
+        p = layer.params
         detail = ""
-        if layer.kind == "convolutional":
-            p = layer.params
+        if layer.kind in ("convolutional", "maxpool"):
             detail = f"{p['size']}x{p['size']}/{p['stride']}"
-        elif layer.kind == "maxpool":
-            detail = f"{layer.params['size']}x{layer.params['size']}/{layer.params['stride']}"
-        elif layer.kind in ("route", "shortcut"):
-            detail = ",".join(str(i) for i in layer.inputs if i != layer.index - 1 or
-                              layer.kind == "route")
+        elif layer.kind == "route":
+            detail = ",".join(map(str, layer.inputs))
+        elif layer.kind == "shortcut":
+            detail = str(layer.inputs[1])  # inputs[0] is the previous layer
         kind = f"{_SHORT.get(layer.kind, layer.kind)} {detail}".strip()
         rows.append(f"{layer.index:>4}  {kind:<14}{str(layer.shape):<20}{params:>10,}  {act}")
     heads = ", ".join(f"{h.shape[1]}x{h.shape[0]}x{h.shape[2]}" for h in c.net.yolo_layers)

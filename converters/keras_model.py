@@ -7,7 +7,6 @@ ReLU in the form the `--leaky` policy asks for.
 """
 from __future__ import annotations
 
-import sys
 import zipfile
 
 import keras
@@ -21,6 +20,7 @@ from .darknet import LEAKY_POLICIES
 from .weights import ConvWeights
 META_ENTRY = "yolo_tpu.json"  # stored beside config.json inside the .keras zip
 LEAKY_SLOPE = 0.1  # darknet's leaky_activate: x > 0 ? x : .1 * x
+tf.get_logger().setLevel("ERROR")  # resize_nearest_neighbor's deprecation notice
 
 
 @keras.saving.register_keras_serializable(package="yolo_tpu")
@@ -32,7 +32,6 @@ class NearestUpsample(keras.layers.Layer):
         self.stride = stride
 
     def call(self, x):
-        tf.get_logger().setLevel("ERROR")  # resize_nearest_neighbor's deprecation notice
         h, w = x.shape[1], x.shape[2]
         # half_pixel_centers=False is darknet's (and the Edge TPU's) pixel mapping.
         return tf.compat.v1.image.resize_nearest_neighbor(
@@ -183,10 +182,6 @@ def load_model(path: str) -> tuple[keras.Model, ModelMeta]:
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
         raise ValueError(f"{path}: not a yolo_tpu .keras model ({e})") from None
     return keras.models.load_model(path, compile=False), meta
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def predict(model: keras.Model, image_rgb01: np.ndarray) -> list[np.ndarray]:

@@ -76,13 +76,17 @@ def c_name(path: str) -> str:
 
 def calibration_feed(paths: list[str], num: int, meta: ModelMeta,
                      progress: bool = True) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """The representative dataset: letterboxed real images, with a progress bar."""
+    """The representative dataset: letterboxed real images, with a progress bar.
+
+    The images are read here, so a bad --calib fails before TensorFlow's long set-up.
+    """
     from tqdm import tqdm
 
-    from .calibration import samples
+    from .calibration import load_images, samples
+    images = load_images(paths)
 
     def feed():
-        it = samples(paths, num, meta.width, meta.height)
+        it = samples(images, num, meta.width, meta.height)
         for tensor in tqdm(it, total=num, desc="calibrating", unit="img", disable=not progress,
                            file=sys.stderr):
             yield [tensor]
@@ -92,12 +96,9 @@ def calibration_feed(paths: list[str], num: int, meta: ModelMeta,
 def quantize(model, meta: ModelMeta, mode: str = "int8", calib: list[str] | None = None,
              num: int = DEFAULT_NUM, io: str = "uint8", progress: bool = True) -> bytes:
     """Keras model + metadata -> `.tflite` bytes with the metadata embedded."""
-    feed = calibration_feed(list(calib or DEFAULT_CALIB), num, meta, progress)
-    if mode == "int8":
-        # Read the images now, so a bad --calib fails before TensorFlow's long set-up.
-        from .calibration import load_images
-        load_images(list(calib or DEFAULT_CALIB))
-    return with_metadata(to_tflite(model, mode, io, feed if mode == "int8" else None), meta)
+    feed = calibration_feed(list(calib or DEFAULT_CALIB), num, meta, progress) \
+        if mode == "int8" else None
+    return with_metadata(to_tflite(model, mode, io, feed), meta)
 
 
 def write(path: str, data: bytes) -> None:

@@ -133,7 +133,7 @@ def test_calibration_from_folder_glob_and_video(tmp_path):
     assert len(load_images([str(video)])) == 18
     assert len(expand([str(SAMPLES)])) == 6
     assert len(expand([str(SAMPLES / "*.jpg")])) == 6
-    tensors = list(samples([str(SAMPLES / "dog.jpg")], 5, 64, 32))
+    tensors = list(samples(load_images([str(SAMPLES / "dog.jpg")]), 5, 64, 32))
     assert len(tensors) == 5 and tensors[0].shape == (1, 32, 64, 3)
     assert tensors[0].dtype == np.float32 and 0 <= tensors[0].min() and tensors[0].max() <= 1
     assert not np.array_equal(tensors[1], tensors[0])  # views, not copies
