@@ -1,11 +1,18 @@
-"""`python -m yolo_tpu.detect --image PATH [PATH ...]`: detect objects in images.
+"""`python -m yolo_tpu.detect`: detect objects in images, video files, cameras and streams.
 
-PATH is a file, a folder (its images, sorted) or a glob. One readable line per image on
-stdout (stderr with `--json -`, so stdout stays machine-readable), `--json` writes one JSON
-line per image, flushed as it goes, `--save DIR` writes annotated copies.
+Images (`--image PATH ...`, files, folders or globs): one readable line per image on stdout
+(stderr with `--json -`, so stdout stays machine-readable), `--json` writes one JSON line
+per image, flushed as it goes, `--save DIR` writes annotated copies.
 
-Exit status: 0 every image processed; 1 some input could not be read or found (the others
-were still processed); 2 nothing could run (bad model, device or arguments, or no input).
+Moving sources (`--video FILE`, `--cam [N]`, `--source URL|PATH`) run through the threaded
+loop in `stream.py`: `--json` writes one line per frame, `--save FILE.mp4` the annotated
+video, `--show` a window. Ctrl-C or SIGTERM stops cleanly: the video is finalized, the
+JSON lines are complete, a summary is printed.
+
+Exit status: 0 every input processed; 1 some input could not be read or found (the others
+were still processed), a video had undecodable frames, or a live source gave up; 2 nothing
+could run (bad model, device or arguments, no input, a source that does not open);
+130 / 143 stopped by SIGINT / SIGTERM (outputs complete up to that point).
 """
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ import numpy as np
 
 from . import __version__
 from .backends import BackendError, parse_device
-from .sources import expand_image_args
+from .sources import SourceError, SourceSpec, camera_spec, expand_image_args, source_spec, \
+    video_spec
 
 # The package's parent: the default model lives in the repo's build/ (`make demo` writes it).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,6 +150,34 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type: `640x480` -> (640, 480)."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
+    return int(w), int(h)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m yolo_tpu.detect",
@@ -153,8 +189,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="converted .tflite model (default: build/yolov3-tiny_int8.tflite "
                         "in the repo, written by `make demo`)")
-    p.add_argument("--image", nargs="+", required=True, metavar="PATH",
-                   help="image files, folders (their images, sorted) or globs")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", nargs="+", metavar="PATH",
+                     help="image files, folders (their images, sorted) or globs")
+    src.add_argument("--video", metavar="FILE", help="a video file: every frame, in order")
+    src.add_argument("--cam", nargs="?", const="0", metavar="INDEX|DEVICE",
+                     help="a camera: index (default 0) or device such as /dev/video0")
+    src.add_argument("--source", metavar="URL|PATH",
+                     help="a stream (rtsp://, http(s):// MJPEG, udp://, ...), a camera or a "
+                          "video file: whatever OpenCV's FFmpeg opens")
     p.add_argument("--conf", type=unit_interval, default=0.25,
                    help="score threshold, in (0, 1] (default 0.25)")
     p.add_argument("--iou", type=unit_interval, default=0.45,
@@ -164,10 +207,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "Edge TPU for a compiled model, else the CPU)")
     p.add_argument("--max-det", type=positive_int, default=300,
                    help="at most this many detections per image (default 300)")
-    p.add_argument("--save", metavar="DIR",
-                   help="write annotated copies here, under the same file names")
+    p.add_argument("--save", metavar="PATH",
+                   help="images: a folder for annotated copies (same file names); video: "
+                        "the annotated video file (.mp4, .avi, ...; a folder gets "
+                        "<source name>.mp4), at the source's size and frame rate")
     p.add_argument("--json", metavar="FILE",
-                   help="write one JSON line per image to FILE ('-': stdout)")
+                   help="write one JSON line per image or frame to FILE ('-': stdout)")
+    p.add_argument("--show", action="store_true",
+                   help="video: show annotated frames in a window (q or Esc quits)")
+    p.add_argument("--cam-size", type=frame_size, metavar="WxH",
+                   help="camera: ask for this capture size, e.g. 640x480")
+    p.add_argument("--cam-fps", type=positive_float, metavar="FPS",
+                   help="camera: ask for this frame rate")
+    p.add_argument("--reconnect", type=non_negative_int, default=5, metavar="N",
+                   help="live source: reopen a camera or stream that stops delivering up to "
+                        "N times in a row, with backoff 0.5, 1, 2, ... s (default 5)")
+    p.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
+                   help="stream: give up opening or reading after this long (default 10)")
+    p.add_argument("--max-frames", type=positive_int, metavar="N",
+                   help="video: stop after N frames")
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
     return p.parse_args(argv)
 
@@ -257,6 +315,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         _error(f"--device: {e}")
         return 2
+    if args.image is None:
+        return run_stream(args)
+    for flag in ("show", "cam_size", "cam_fps", "max_frames"):
+        if getattr(args, flag):
+            _error(f"--{flag.replace('_', '-')} applies to --video, --cam and --source only")
+            return 2
     files, missing = expand_image_args(args.image)
     for e in missing:
         _error(str(e))
@@ -283,6 +347,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if json_out is not None and json_out is not sys.stdout:
             json_out.close()
+
+
+def _stream_spec(args: argparse.Namespace) -> SourceSpec | str:
+    """The moving source asked for, or the error message saying why it is not one."""
+    try:
+        if args.video is not None:
+            return video_spec(args.video)
+        if args.cam is not None:
+            return camera_spec(args.cam)
+        return source_spec(args.source)
+    except SourceError as e:
+        return str(e)
 
 
 def _summary(times: list[float], n_dets: int, failures: int) -> str:
@@ -336,6 +412,132 @@ def _process(detector, files: list[str], args: argparse.Namespace, json_out: IO[
                 failures += 1
     print(f"yolo_tpu: {_summary(times, n_dets, failures)}", file=sys.stderr, flush=True)
     return 1 if failures else 0
+
+
+# ---------------------------------------------------------------- video, cameras, streams
+
+def _video_save_path(save: str, spec: SourceSpec) -> str:
+    """--save for a video: the file named, or `<folder>/<source name>.mp4` for a folder."""
+    if not (os.path.isdir(save) or save.endswith(os.sep)):
+        return save
+    if spec.kind == "file":
+        stem = os.path.splitext(os.path.basename(str(spec.target)))[0]
+    elif spec.kind == "camera":
+        stem = "camera" + os.path.basename(str(spec.target)).replace("video", "")
+    else:
+        stem = "stream"
+    return os.path.join(save, stem + ".mp4")
+
+
+def _check_video_save(path: str, spec: SourceSpec) -> str | None:
+    """Why the annotated video cannot be written to `path`, or None."""
+    from .sinks import SinkError, video_fourcc
+    try:
+        video_fourcc(path)
+    except SinkError as e:
+        return f"--save {e}"
+    if spec.kind == "file" and os.path.exists(path) and \
+            os.path.samefile(path, str(spec.target)):
+        return f"--save {path}: is the input video; it would be overwritten"
+    folder = os.path.dirname(path) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        return f"--save {path}: {e.strerror or e}"
+    if not os.access(folder, os.W_OK):
+        return f"--save {path}: folder {folder} is not writable"
+    return None
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    """--video / --cam / --source: open, run the threaded loop, finalize outputs, summarize."""
+    from .sinks import JsonLines, SinkError, VideoFile, Window
+    from .sources import VideoSource
+    from .stream import run as run_loop, stop_on_signals
+    spec = _stream_spec(args)
+    if isinstance(spec, str):
+        _error(spec)
+        return 2
+    save = _video_save_path(args.save, spec) if args.save else None
+    if save and (problem := _check_video_save(save, spec)):
+        _error(problem)
+        return 2
+    detector = load_detector(args)
+    if detector is None:
+        return 2
+    source = VideoSource(spec, reconnect=args.reconnect, timeout_s=args.timeout,
+                         cam_size=args.cam_size, cam_fps=args.cam_fps)
+    try:
+        source.open()
+    except SourceError as e:
+        _error(str(e))
+        return 2
+    w, h = source.size
+    kind = "live, newest frame kept" if source.live else \
+        f"{source.frame_count or 'unknown number of'} frames"
+    log.info("%s: %dx%d, %s FPS, %s", spec.name, w, h,
+             f"{source.fps:.2f}" if source.sane_fps else "unknown", kind)
+    results, images = [], []
+    try:
+        if args.json:
+            results.append(JsonLines(args.json, spec.name))
+        if save:
+            images.append(VideoFile(save, source.sane_fps or 25.0))
+        if args.show:
+            images.append(Window(f"yolo_tpu: {spec.name}"))
+    except SinkError as e:
+        _error(str(e))
+        for sink in results + images:
+            sink.close(complete=False)
+        source.close()
+        return 2
+    text_out = sys.stderr if args.json == "-" else sys.stdout
+    progress, on_frame = _frame_reporting(source, text_out, quiet=bool(results or images))
+    with stop_on_signals() as stop:
+        try:
+            stats = run_loop(detector, source, results, images, stop=stop,
+                             max_frames=args.max_frames, on_frame=on_frame)
+        finally:
+            progress.close()
+            source.close()
+            for sink in results + images:  # finalize: a stopped run's outputs are complete
+                sink.close(complete=True)
+    status = 0
+    if stats.error:
+        _error(stats.error)
+        status = 1
+    if not source.live and source.frame_count and stats.frames < source.frame_count \
+            and not stats.stopped and not stats.error:
+        _error(f"{spec.name}: video ends early: {stats.frames} of {source.frame_count} "
+               "frames decoded (truncated or damaged file); outputs cover those frames")
+        status = 1
+    elif stats.decode_errors and not source.live:
+        _error(f"{spec.name}: {stats.decode_errors} undecodable frames skipped")
+        status = 1
+    print(f"yolo_tpu: {spec.name}: {stats.summary()}", file=sys.stderr, flush=True)
+    if save and os.path.exists(save):
+        print(f"yolo_tpu: annotated video: {save}", file=sys.stderr, flush=True)
+    if stop.signal:
+        return 128 + stop.signal
+    return status
+
+
+def _frame_reporting(source, text_out: IO[str], quiet: bool):
+    """A progress bar on a terminal; without other outputs, a readable line per frame."""
+    from tqdm import tqdm
+    bar = tqdm(total=source.frame_count or None, unit="frame", desc=source.name,
+               file=sys.stderr, disable=None, dynamic_ncols=True, leave=False)
+
+    def on_frame(frame, dets, ms: float) -> None:
+        bar.update(1)
+        if not quiet:
+            found = ", ".join(f"{d.label} {d.score:.2f}" for d in dets) or "no detections"
+            line = f"frame {frame.index} t={frame.t_ms / 1e3:.2f}s: {found} ({ms:.1f} ms)"
+            if bar.disable:
+                print(line, file=text_out, flush=True)
+            else:
+                bar.write(line, file=text_out)
+    return bar, on_frame
 
 
 def main(argv: list[str] | None = None) -> int:

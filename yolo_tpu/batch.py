@@ -1,0 +1,315 @@
+"""`python -m yolo_tpu.batch INPUT ... --out DIR`: detect in every frame of many videos.
+
+For each video, `DIR/<name>.jsonl` (one JSON line per frame, the `detect --json` schema)
+and with `--save-video` `DIR/<name>.mp4` (annotated). `DIR/summary.json` holds one record
+per input and the totals; a table is printed at the end.
+
+Every output is written under a hidden partial name and renamed when complete, so a run
+killed at any moment (even `kill -9`) leaves only complete outputs; `--resume` then skips
+the inputs whose outputs are all there. A video that fails (cannot be opened, damaged,
+truncated) is listed at the end and makes the exit status 1; the batch goes on.
+
+Exit status: 0 all inputs done; 1 some failed (the rest are done); 2 nothing could run
+(model, device, arguments, no inputs); 130 / 143 stopped by SIGINT / SIGTERM (the video in
+progress is left for `--resume`).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .backends import parse_device
+from .detect import (DEFAULT_MODEL, _error, _setup_logging, load_detector, positive_int,
+                     unit_interval)
+from .sinks import PARTIAL, JsonLines, VideoFile
+from .sources import SourceError, VideoSource, expand_video_args, video_spec
+
+log = logging.getLogger("yolo_tpu")
+SUMMARY = "summary.json"
+
+
+@dataclass
+class Job:
+    """One input video and where its outputs go."""
+    source: str
+    stem: str
+    out_dir: str
+    save_video: bool
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def json_path(self) -> str:
+        return os.path.join(self.out_dir, self.stem + ".jsonl")
+
+    @property
+    def video_path(self) -> str:
+        return os.path.join(self.out_dir, self.stem + ".mp4")
+
+    def outputs(self) -> list[str]:
+        return [self.json_path] + ([self.video_path] if self.save_video else [])
+
+    def done(self) -> bool:
+        return all(os.path.exists(p) for p in self.outputs())
+
+
+def plan(sources: list[str], out_dir: str, save_video: bool) -> list[Job]:
+    """Output names by file name; a name met again gets `_2`, `_3`, ... in input order, so
+    the same command line maps every input to the same outputs on `--resume`."""
+    jobs, taken = [], set()
+    for src in sources:
+        stem = base = os.path.splitext(os.path.basename(src))[0]
+        n = 1
+        while stem in taken:
+            n += 1
+            stem = f"{base}_{n}"
+        taken.add(stem)
+        jobs.append(Job(src, stem, out_dir, save_video))
+    return jobs
+
+
+def remove_partials(job: Job) -> None:
+    """Leftovers of a killed run for this job (hidden `.<stem>.partial.*` files)."""
+    for path in glob.glob(os.path.join(glob.escape(job.out_dir), f".{glob.escape(job.stem)}{PARTIAL}.*")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def count_frames(path: str) -> int:
+    """The container's frame count (for the overall progress bar), 0 when unknown."""
+    try:
+        with VideoSource(video_spec(path)) as source:
+            return source.frame_count
+    except SourceError:
+        return 0
+
+
+def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any]:
+    """Run one video into its outputs; the record of what happened (never raises for input
+    problems: they become the record's error)."""
+    from tqdm import tqdm
+
+    from .stream import run as run_loop
+    record: dict[str, Any] = {"input": job.source, "outputs": job.outputs(), "status": "ok",
+                              "error": None}
+    try:
+        source = VideoSource(video_spec(job.source)).open()
+    except SourceError as e:
+        return {**record, "status": "failed", "error": str(e), "frames": 0}
+    remove_partials(job)
+    results = [JsonLines(job.json_path, job.source, atomic=True)]
+    images = [VideoFile(job.video_path, (source.sane_fps or 25.0) / every)] \
+        if job.save_video else []
+    bar = tqdm(total=(source.frame_count + every - 1) // every or None, unit="frame",
+               desc=os.path.basename(job.source), file=sys.stderr, position=1, leave=False,
+               disable=None, dynamic_ncols=True)
+
+    def on_frame(*_: Any) -> None:
+        bar.update(1)
+        overall.update(every)
+
+    try:
+        stats = run_loop(detector, source, results, images, stop=stop, every=every,
+                         on_frame=on_frame)
+    finally:
+        bar.close()
+        source.close()
+    # Interrupted: the outputs are incomplete, so they are dropped and --resume redoes them.
+    # Otherwise they are kept: for a damaged file they hold every frame that decodes.
+    complete = not stop.is_set()
+    for sink in results + images:
+        sink.close(complete=complete)
+    expected = (source.frame_count + every - 1) // every if source.frame_count else None
+    record.update(stats.to_dict())
+    record.update(expected_frames=expected, every=every)
+    if not complete:
+        record.update(status="stopped", outputs=[])
+    elif stats.error:
+        record.update(status="failed", error=stats.error)
+    elif stats.frames == 0:
+        record.update(status="failed", error=f"{job.source}: no frame could be decoded")
+    elif expected and stats.frames < expected:
+        record.update(status="failed", error=f"{job.source}: video ends early: "
+                      f"{stats.frames} of {expected} frames decoded (truncated or damaged)")
+    elif stats.decode_errors:
+        record.update(status="failed",
+                      error=f"{job.source}: {stats.decode_errors} undecodable frames skipped")
+    return record
+
+
+def recount(job: Job, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The record of an input done by an earlier run: its summary entry, else counted from
+    its JSON lines (frames and detections per class)."""
+    if previous and previous.get("input") == job.source:
+        return {**previous, "resumed": True}
+    frames, per_class = 0, Counter()
+    with open(job.json_path, encoding="utf-8") as f:
+        for line in f:
+            frames += 1
+            per_class.update(d["label"] for d in json.loads(line)["detections"])
+    return {"input": job.source, "outputs": job.outputs(), "status": "ok", "error": None,
+            "frames": frames, "fps": None, "detections": dict(sorted(per_class.items())),
+            "resumed": True}
+
+
+def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """DIR/summary.json, replaced atomically after every video (a killed run keeps it)."""
+    done = [r for r in records if r]
+    totals = Counter()
+    for r in done:
+        totals.update(r.get("detections") or {})
+    summary = {"model": args.model, "every": args.every,
+               "inputs": len(records), "ok": sum(r["status"] == "ok" for r in done),
+               "failed": [r["input"] for r in done if r["status"] == "failed"],
+               "frames": sum(r.get("frames") or 0 for r in done),
+               "detections": dict(sorted(totals.items())), "videos": done}
+    path = os.path.join(out_dir, SUMMARY)
+    tmp = os.path.join(out_dir, f".summary{PARTIAL}.json")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """file | frames | FPS | detections per class (most frequent first) | status."""
+    rows = [("file", "frames", "FPS", "detections", "status")]
+    for r in records:
+        if not r:
+            continue
+        dets = Counter(r.get("detections") or {})
+        top = ", ".join(f"{k} {v}" for k, v in dets.most_common(4))
+        if len(dets) > 4:
+            top += f", +{len(dets) - 4} classes"
+        fps = f"{r['fps']:.1f}" if r.get("fps") else "-"
+        status = r["status"] + (" (earlier run)" if r.get("resumed") else "")
+        rows.append((os.path.basename(r["input"]), str(r.get("frames", 0)), fps,
+                     top or "-", status))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) if i in (0, 3, 4) else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+                     for row in rows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m yolo_tpu.batch",
+        description="Detect objects in every frame of many videos; one JSON lines file "
+                    "(and optionally an annotated video) per input.",
+        epilog="Exit status: 0 all inputs done; 1 some failed (the rest are done); 2 nothing "
+               "could run; 130/143 stopped by a signal (use --resume to go on).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders (their videos, sorted) or globs")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="skip inputs whose outputs are already complete in DIR")
+    p.add_argument("--every", type=positive_int, default=1, metavar="N",
+                   help="run the model on every Nth frame (default 1: all)")
+    p.add_argument("--save-video", action="store_true",
+                   help="also write the annotated video DIR/<name>.mp4")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="converted .tflite model (default: build/yolov3-tiny_int8.tflite)")
+    p.add_argument("--conf", type=unit_interval, default=0.25, help="score threshold (0.25)")
+    p.add_argument("--iou", type=unit_interval, default=0.45, help="NMS IoU threshold (0.45)")
+    p.add_argument("--device", default="auto", help="auto, cpu, tpu[:N], usb[:N], pci[:N]")
+    p.add_argument("--max-det", type=positive_int, default=300,
+                   help="at most this many detections per frame (default 300)")
+    p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .stream import stop_on_signals
+    try:
+        parse_device(args.device)
+    except ValueError as e:
+        _error(f"--device: {e}")
+        return 2
+    sources, missing = expand_video_args(args.inputs)
+    for e in missing:
+        _error(str(e))
+    if not sources:
+        return 2
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        _error(f"--out {args.out}: {e.strerror or e}")
+        return 2
+    jobs = plan(sources, args.out, args.save_video)
+    previous = _previous_records(args.out) if args.resume else {}
+    todo = [j for j in jobs if not (args.resume and j.done())]
+    if args.resume:
+        log.info("resume: %d of %d inputs already done", len(jobs) - len(todo), len(jobs))
+    records: list[dict[str, Any]] = [
+        {} if j in todo else recount(j, previous.get(j.source)) for j in jobs]
+    detector = load_detector(args) if todo else None
+    if todo and detector is None:
+        return 2
+    total = sum(count_frames(j.source) for j in todo)
+    overall = tqdm(total=total or None, unit="frame", desc=f"{len(todo)} videos",
+                   file=sys.stderr, position=0, disable=None, dynamic_ncols=True)
+    start = time.perf_counter()
+    with stop_on_signals() as stop:
+        try:
+            for i, job in enumerate(jobs):
+                if job not in todo:
+                    continue
+                if stop.is_set():
+                    break
+                records[i] = process(detector, job, args.every, stop, overall)
+                if records[i]["status"] == "failed":
+                    overall.write(f"error: {records[i]['error']}", file=sys.stderr)
+                write_summary(args.out, records, args)
+        finally:
+            overall.close()
+    write_summary(args.out, records, args)
+    failed = [r for r in records if r and r["status"] == "failed"]
+    print(table(records), flush=True)
+    elapsed = time.perf_counter() - start
+    done = sum(1 for r in records if r and r["status"] == "ok")
+    print(f"yolo_tpu: {done} of {len(jobs)} videos done, {len(failed)} failed, "
+          f"{len(missing)} inputs not found, {elapsed:.1f} s; summary: "
+          f"{os.path.join(args.out, SUMMARY)}", file=sys.stderr, flush=True)
+    for r in failed:
+        _error(r["error"])
+    if stop.signal:
+        print("yolo_tpu: stopped; run again with --resume to finish", file=sys.stderr)
+        return 128 + stop.signal
+    return 1 if failed or missing else 0
+
+
+def _previous_records(out_dir: str) -> dict[str, dict[str, Any]]:
+    """The per-input records of an earlier run's summary.json, by input path."""
+    try:
+        with open(os.path.join(out_dir, SUMMARY), encoding="utf-8") as f:
+            return {r["input"]: r for r in json.load(f).get("videos", [])
+                    if r.get("status") in ("ok", "failed")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _setup_logging()
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("yolo_tpu: interrupted; run again with --resume to finish", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
