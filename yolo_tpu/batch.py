@@ -99,7 +99,7 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
     problems: they become the record's error)."""
     from tqdm import tqdm
 
-    from .stream import run as run_loop
+    from .stream import damage, run as run_loop
     record: dict[str, Any] = {"input": job.source, "outputs": job.outputs(), "status": "ok",
                               "error": None}
     try:
@@ -138,12 +138,8 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
         record.update(status="failed", error=stats.error)
     elif stats.frames == 0:
         record.update(status="failed", error=f"{job.source}: no frame could be decoded")
-    elif expected and stats.frames < expected:
-        record.update(status="failed", error=f"{job.source}: video ends early: "
-                      f"{stats.frames} of {expected} frames decoded (truncated or damaged)")
-    elif stats.decode_errors:
-        record.update(status="failed",
-                      error=f"{job.source}: {stats.decode_errors} undecodable frames skipped")
+    elif problem := damage(stats, source, every):
+        record.update(status="failed", error=problem)
     return record
 
 

@@ -222,8 +222,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reconnect", type=non_negative_int, default=5, metavar="N",
                    help="live source: reopen a camera or stream that stops delivering up to "
                         "N times in a row, with backoff 0.5, 1, 2, ... s (default 5)")
-    p.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
-                   help="stream: give up opening or reading after this long (default 10)")
+    p.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
+                   help="stream: give up opening or reading after this long (default 5)")
     p.add_argument("--max-frames", type=positive_int, metavar="N",
                    help="video: stop after N frames")
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
@@ -453,7 +453,7 @@ def run_stream(args: argparse.Namespace) -> int:
     """--video / --cam / --source: open, run the threaded loop, finalize outputs, summarize."""
     from .sinks import JsonLines, SinkError, VideoFile, Window
     from .sources import VideoSource
-    from .stream import run as run_loop, stop_on_signals
+    from .stream import damage, run as run_loop, stop_on_signals
     spec = _stream_spec(args)
     if isinstance(spec, str):
         _error(spec)
@@ -506,13 +506,8 @@ def run_stream(args: argparse.Namespace) -> int:
     if stats.error:
         _error(stats.error)
         status = 1
-    if not source.live and source.frame_count and stats.frames < source.frame_count \
-            and not stats.stopped and not stats.error:
-        _error(f"{spec.name}: video ends early: {stats.frames} of {source.frame_count} "
-               "frames decoded (truncated or damaged file); outputs cover those frames")
-        status = 1
-    elif stats.decode_errors and not source.live:
-        _error(f"{spec.name}: {stats.decode_errors} undecodable frames skipped")
+    if problem := damage(stats, source):
+        _error(f"{problem}; the outputs hold every frame that decoded")
         status = 1
     print(f"yolo_tpu: {spec.name}: {stats.summary()}", file=sys.stderr, flush=True)
     if save and os.path.exists(save):

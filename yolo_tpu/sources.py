@@ -187,7 +187,7 @@ class VideoSource:
     `frames()` raises SourceError.
     """
 
-    def __init__(self, spec: SourceSpec, *, reconnect: int = 5, timeout_s: float = 10.0,
+    def __init__(self, spec: SourceSpec, *, reconnect: int = 5, timeout_s: float = 5.0,
                  cam_size: tuple[int, int] | None = None, cam_fps: float | None = None):
         self.spec = spec
         self.reconnect = reconnect
@@ -208,6 +208,7 @@ class VideoSource:
     # -- opening
 
     def _capture(self):
+        _quiet_video_io()
         import cv2
         ms = int(self.timeout_s * 1000)
         timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
@@ -235,7 +236,10 @@ class VideoSource:
         self.size = (w, h)
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.frame_count = max(count, 0) if self.spec.kind == "file" else 0
+        # Unknown: live sources report -9.2e18, MPEG-TS a guess from the duration.
+        if not 0 < count < 1_000_000_000 or str(self.spec.target).lower().endswith(UNCOUNTED):
+            count = 0
+        self.frame_count = count if self.spec.kind == "file" else 0
         # An http(s) URL may serve a plain video file: it has a length, so it ends like one.
         if self.spec.kind == "stream" and count > 0:
             self.live = False
@@ -247,13 +251,16 @@ class VideoSource:
         if kind == "file":
             if not os.access(str(target), os.R_OK):
                 return "cannot read the file (permission denied)"
+            if _unfinished_mp4(str(target)):
+                return ("truncated or unfinished MP4: no 'moov' index, so no frame can be "
+                        "located (the recording was cut short)")
             return "cannot open as a video (not a video file, or a codec OpenCV lacks)"
         if kind == "camera":
             dev = target if isinstance(target, str) else f"/dev/video{target}"
             if not os.path.exists(dev):
                 return f"no such camera ({dev} does not exist)"
             return f"cannot open the camera ({dev} is busy, or not a capture device)"
-        return f"cannot open the stream (no answer within {self.timeout_s:g} s, refused, " \
+        return f"cannot open the stream (refused, no answer within {self.timeout_s:g} s, " \
                "or not a video stream)"
 
     def close(self) -> None:
@@ -285,26 +292,31 @@ class VideoSource:
             yield from self._file_frames(stop)
 
     def _file_frames(self, stop: threading.Event) -> Iterator[Frame]:
+        """Frames to the end, skipping undecodable ones.
+
+        A damaged frame is a failed `read()` (mp4v: one per damaged frame, up to 74 in a
+        row measured) or simply missing (MJPG). A failed read is therefore not the end
+        while the container says frames are still unaccounted for: keep reading, as
+        failed reads cost microseconds. Failures followed by a good frame are decode
+        errors, and count as frame positions so later frames keep their true index.
+        """
         import cv2
         cap = self._cap
-        index = 0
-        failures = 0
+        index = ok_n = fail_n = run = 0
         while not stop.is_set():
             ok, image = cap.read()
             if ok and image is not None:
-                failures = 0
+                self.decode_errors += run
+                index += run
+                run = 0
+                ok_n += 1
                 yield Frame(index, float(cap.get(cv2.CAP_PROP_POS_MSEC)), image)
                 index += 1
                 continue
-            # A failed read before the container's frame count is a bad frame, not the
-            # end: skip it and go on, up to a run of failures that means the data is gone.
-            position = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
-            if self.frame_count and position < self.frame_count and failures < MAX_BAD_RUN:
-                failures += 1
-                self.decode_errors += 1
-                index += 1
-                continue
-            return
+            fail_n += 1
+            run += 1
+            if run > max(8, self.frame_count - ok_n - fail_n + run):
+                return  # the failures that end the file are truncation, not decode errors
 
     def _live_frames(self, stop: threading.Event) -> Iterator[Frame]:
         start = time.monotonic()
@@ -336,5 +348,47 @@ class VideoSource:
                           f"{self.reconnect} reconnect tries (last: {last})")
 
 
-# Consecutive failed reads of a file that still count as bad frames rather than its end.
-MAX_BAD_RUN = 50
+# Containers whose frame count FFmpeg estimates from the duration (wrong for MPEG-TS).
+UNCOUNTED = (".ts", ".mts", ".m2ts")
+
+
+def _unfinished_mp4(path: str) -> bool:
+    """An MP4/MOV whose top-level boxes hold no 'moov' (the index written last)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(12)[4:8] != b"ftyp":
+                return False
+            f.seek(0)
+            while header := f.read(8):
+                if len(header) < 8:
+                    return True
+                size, kind = int.from_bytes(header[:4], "big"), header[4:]
+                if kind == b"moov":
+                    return False
+                if size == 1:
+                    size = int.from_bytes(f.read(8), "big") - 8
+                elif size == 0:
+                    return True  # the last box runs to the end of the file
+                if size < 8:
+                    return True
+                f.seek(size - 8, os.SEEK_CUR)
+            return True
+    except OSError:
+        return False
+
+
+_QUIET = False
+
+
+def _quiet_video_io() -> None:
+    """Keep FFmpeg's and OpenCV's own stderr messages out of ours (one line per problem):
+    a corrupt frame or a refused connection is reported by us, with the file or URL.
+    Variables the user has set win (OPENCV_FFMPEG_LOGLEVEL=32 brings FFmpeg back)."""
+    global _QUIET
+    if _QUIET:
+        return
+    _QUIET = True
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read at the first capture
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

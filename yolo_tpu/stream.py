@@ -92,6 +92,22 @@ class Stats:
                 "error": self.error, "stopped": self.stopped}
 
 
+def damage(stats: Stats, source: VideoSource, every: int = 1) -> str | None:
+    """What was wrong with a file that played to its end, or None: frames that did not
+    decode, and frames the container announced but never delivered (truncation)."""
+    if source.live or stats.stopped or stats.error:
+        return None
+    problems = []
+    if stats.decode_errors:
+        problems.append(f"{stats.decode_errors} undecodable frames skipped")
+    expected = -(-source.frame_count // every)
+    missing = expected - stats.frames - -(-stats.decode_errors // every)
+    if source.frame_count and missing > 0:
+        problems.append(f"video ends early: {stats.frames} of {expected} frames decoded "
+                        "(truncated or damaged file)")
+    return f"{source.name}: {'; '.join(problems)}" if problems else None
+
+
 class Newest:
     """A one-slot mailbox: `put` replaces an unread item (and counts it), `get` waits."""
 
