@@ -135,15 +135,17 @@ class Newest:
 
 
 def draw_overlay(image: np.ndarray, fps: float, infer_ms: float) -> np.ndarray:
-    """`12.3 FPS  9.1 ms` in the top-left corner, on a dark band so it reads on any scene."""
+    """`12.3 FPS  9.1 ms` in the bottom-left corner, on a dark band so it reads on any
+    scene (bottom: the labels of boxes touching the top edge stay visible)."""
     text = f"{fps:.1f} FPS  {infer_ms:.1f} ms"
     h, w = image.shape[:2]
     scale = max(min(w, h) / 900, 0.4)
     thick = max(int(round(scale * 2)), 1)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     pad = max(int(th * 0.4), 2)
-    cv2.rectangle(image, (0, 0), (tw + 2 * pad, th + base + 2 * pad), (0, 0, 0), cv2.FILLED)
-    cv2.putText(image, text, (pad, pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale,
+    top = h - (th + base + 2 * pad)
+    cv2.rectangle(image, (0, top), (tw + 2 * pad, h), (0, 0, 0), cv2.FILLED)
+    cv2.putText(image, text, (pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale,
                 (255, 255, 255), thick, cv2.LINE_AA)
     return image
 
