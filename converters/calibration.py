@@ -6,7 +6,6 @@ with flips and crops (new framings of real content, not new content).
 """
 from __future__ import annotations
 
-import glob
 import os
 import sys
 from collections.abc import Iterator
@@ -15,14 +14,14 @@ import cv2
 import numpy as np
 
 from yolo_tpu.preprocess import letterbox
+from yolo_tpu.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SourceError, is_video_name
+from yolo_tpu.sources import expand as expand_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "samples")
 # The bundled photos are split so the accuracy report measures images the quantizer never saw.
 DEFAULT_CALIB = tuple(os.path.join(SAMPLES, n) for n in ("dog.jpg", "person.jpg", "horses.jpg"))
 DEFAULT_EVAL = tuple(os.path.join(SAMPLES, n) for n in ("kite.jpg", "eagle.jpg", "giraffe.jpg"))
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 MIN_RECOMMENDED = 100
 
 
@@ -31,25 +30,20 @@ class CalibrationError(ValueError):
 
 
 def expand(paths: list[str]) -> list[str]:
-    """Files, folders (their images and videos, sorted) and globs -> a list of files."""
+    """Files, folders (their images and videos, sorted) and globs -> a list of files, as
+    the runtime expands its inputs (`yolo_tpu.sources.expand`)."""
     files: list[str] = []
     for p in paths:
-        if os.path.isdir(p):
-            found = sorted(os.path.join(p, f) for f in os.listdir(p)
-                           if os.path.splitext(f)[1].lower() in IMAGE_EXT | VIDEO_EXT)
-        elif any(c in p for c in "*?["):
-            found = sorted(glob.glob(p, recursive=True))
-        else:
-            found = [p] if os.path.exists(p) else []
-        if not found:
-            raise CalibrationError(f"{p}: no such file, or no images in it")
-        files += found
+        try:
+            files += expand_path(p, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS, "images or videos")
+        except SourceError as e:
+            raise CalibrationError(str(e)) from None
     return files
 
 
 def read_frames(path: str, max_frames: int = 50) -> list[np.ndarray]:
     """BGR images of a file: the image itself, or up to `max_frames` frames spread over a video."""
-    if os.path.splitext(path)[1].lower() in VIDEO_EXT:
+    if is_video_name(path):
         cap = cv2.VideoCapture(path)
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or max_frames
         step = max(1, total // max_frames)

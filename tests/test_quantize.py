@@ -150,7 +150,7 @@ def test_quantize_cli_errors_and_c_array(tmp_path, converted):
                               capture_output=True, text=True, cwd=ROOT)
     r = run(str(keras_path), "-o", str(tmp_path / "x.tflite"), "--calib",
             str(tmp_path / "nothing*.jpg"))
-    assert r.returncode == 2 and "nothing*.jpg: no such file" in r.stderr
+    assert r.returncode == 2 and "nothing*.jpg: pattern matches no files" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "x.tflite").exists()
     r = run(str(tmp_path / "nope.keras"), "-o", str(tmp_path / "x.tflite"))
     assert r.returncode == 2 and "nope.keras" in r.stderr and "Traceback" not in r.stderr

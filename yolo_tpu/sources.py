@@ -82,7 +82,7 @@ def expand(path: str, extensions: frozenset[str], kind: str = "images") -> list[
     found = [m for m in matches
              if os.path.splitext(m)[1].lower() in extensions and os.path.isfile(m)]
     if not found:
-        what = "no files" if not matches else f"{len(matches)} paths but no {kind[:-1]} files"
+        what = "no files" if not matches else f"{len(matches)} paths, none of them {kind}"
         raise SourceError(f"{path}: pattern matches {what}")
     return found
 
