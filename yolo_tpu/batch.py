@@ -158,8 +158,10 @@ def recount(job: Job, previous: dict[str, Any] | None) -> dict[str, Any]:
             "resumed": True}
 
 
-def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """DIR/summary.json, replaced atomically after every video (a killed run keeps it)."""
+def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Namespace,
+                  missing: list[SourceError] | None = None) -> None:
+    """DIR/summary.json, replaced atomically after every video (a killed run keeps it).
+    `not_found`: the input arguments that matched no file (their error messages)."""
     done = [r for r in records if r]
     totals = Counter()
     for r in done:
@@ -167,6 +169,7 @@ def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Na
     summary = {"model": args.model, "every": args.every,
                "inputs": len(records), "ok": sum(r["status"] == "ok" for r in done),
                "failed": [r["input"] for r in done if r["status"] == "failed"],
+               "not_found": [str(e) for e in missing or []],
                "frames": sum(r.get("frames") or 0 for r in done),
                "detections": dict(sorted(totals.items())), "videos": done}
     path = os.path.join(out_dir, SUMMARY)
@@ -245,6 +248,12 @@ def run(args: argparse.Namespace) -> int:
         _error(f"--out {args.out}: {e.strerror or e}")
         return 2
     jobs = plan(sources, args.out, args.save_video)
+    inputs = {os.path.realpath(s) for s in sources}
+    for job in jobs:  # --out the inputs' folder: clip.mp4 would replace the source clip.mp4
+        if any(os.path.realpath(p) in inputs for p in job.outputs()):
+            _error(f"--out {args.out}: the output of {job.source} would overwrite an input; "
+                   "choose another folder")
+            return 2
     previous = _previous_records(args.out) if args.resume else {}
     todo = [j for j in jobs if not (args.resume and j.done())]
     if args.resume:
@@ -268,10 +277,10 @@ def run(args: argparse.Namespace) -> int:
                 records[i] = process(detector, job, args.every, stop, overall)
                 if records[i]["status"] == "failed":
                     overall.write(f"error: {records[i]['error']}", file=sys.stderr)
-                write_summary(args.out, records, args)
+                write_summary(args.out, records, args, missing)
         finally:
             overall.close()
-    write_summary(args.out, records, args)
+    write_summary(args.out, records, args, missing)
     failed = [r for r in records if r and r["status"] == "failed"]
     print(table(records), flush=True)
     elapsed = time.perf_counter() - start
@@ -279,6 +288,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"yolo_tpu: {done} of {len(jobs)} videos done, {len(failed)} failed, "
           f"{len(missing)} inputs not found, {elapsed:.1f} s; summary: "
           f"{os.path.join(args.out, SUMMARY)}", file=sys.stderr, flush=True)
+    for e in missing:  # again at the end, with the other failures: the start has scrolled away
+        _error(str(e))
     for r in failed:
         _error(r["error"])
     if stop.signal:

@@ -56,10 +56,12 @@ def _is_glob(text: str) -> bool:
 
 
 def _folder_files(folder: str, extensions: frozenset[str]) -> list[str]:
-    """Files with one of `extensions` directly inside `folder`, sorted (not recursive)."""
+    """Files with one of `extensions` directly inside `folder`, sorted (not recursive).
+    Hidden files are left out, as a glob does: `.clip.partial.mp4` is a killed run's leftover."""
     with os.scandir(folder) as entries:
         return sorted(os.path.join(folder, e.name) for e in entries
-                      if os.path.splitext(e.name)[1].lower() in extensions and e.is_file())
+                      if os.path.splitext(e.name)[1].lower() in extensions
+                      and not e.name.startswith(".") and e.is_file())
 
 
 def expand(path: str, extensions: frozenset[str], kind: str = "images") -> list[str]:
