@@ -462,15 +462,16 @@ def run_stream(args: argparse.Namespace) -> int:
     if save and (problem := _check_video_save(save, spec)):
         _error(problem)
         return 2
-    detector = load_detector(args)
-    if detector is None:
-        return 2
     source = VideoSource(spec, reconnect=args.reconnect, timeout_s=args.timeout,
                          cam_size=args.cam_size, cam_fps=args.cam_fps)
     try:
-        source.open()
+        source.open()  # before the model: a dead camera or a bad file fails at once
     except SourceError as e:
         _error(str(e))
+        return 2
+    detector = load_detector(args)
+    if detector is None:
+        source.close()
         return 2
     w, h = source.size
     kind = "live, newest frame kept" if source.live else \

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -222,7 +223,10 @@ class VideoSource:
                            cv2.CAP_PROP_FRAME_HEIGHT, self.cam_size[1]]
             if self.cam_fps:
                 params += [cv2.CAP_PROP_FPS, self.cam_fps]
-            return cv2.VideoCapture(target, cv2.CAP_ANY, params)
+            # V4L2 on Linux: CAP_ANY would also try backends such as Orbbec's, which log
+            # their own errors for a missing camera next to ours.
+            api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+            return cv2.VideoCapture(target, api, params)
         return cv2.VideoCapture(str(target), cv2.CAP_FFMPEG, timeouts)
 
     def open(self) -> "VideoSource":
@@ -269,6 +273,11 @@ class VideoSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+    def detach(self) -> None:
+        """Forget the capture without releasing it: a reader thread is still blocked in
+        its `read()`, and releasing under it would crash; it ends when the read returns."""
+        self._cap = None
 
     def __enter__(self) -> "VideoSource":
         return self.open() if self._cap is None else self

@@ -247,6 +247,8 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
         writer.join()
         # capture may sit in a blocking read of a live source: bounded by its read timeout
         reader.join(timeout=source.timeout_s + 1.0)
+        if reader.is_alive():
+            source.detach()
         stats.wall_s = time.perf_counter() - start
         stats.dropped = inbox.replaced if isinstance(inbox, Newest) else 0
         stats.decode_errors = source.decode_errors
