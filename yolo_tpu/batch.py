@@ -28,8 +28,7 @@ from typing import Any
 
 from . import __version__
 from .backends import parse_device
-from .detect import (DEFAULT_MODEL, _error, _setup_logging, load_detector, positive_int,
-                     unit_interval)
+from .detect import _error, _setup_logging, add_model_args, load_detector, positive_int
 from .sinks import PARTIAL, JsonLines, VideoFile
 from .sources import SourceError, VideoSource, expand_video_args, video_spec
 
@@ -217,13 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run the model on every Nth frame (default 1: all)")
     p.add_argument("--save-video", action="store_true",
                    help="also write the annotated video DIR/<name>.mp4")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="converted .tflite model (default: build/yolov3-tiny_int8.tflite)")
-    p.add_argument("--conf", type=unit_interval, default=0.25, help="score threshold (0.25)")
-    p.add_argument("--iou", type=unit_interval, default=0.45, help="NMS IoU threshold (0.45)")
-    p.add_argument("--device", default="auto", help="auto, cpu, tpu[:N], usb[:N], pci[:N]")
-    p.add_argument("--max-det", type=positive_int, default=300,
-                   help="at most this many detections per frame (default 300)")
+    add_model_args(p, "frame")
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
     return p.parse_args(argv)
 

@@ -129,45 +129,45 @@ def save_path(folder: str, source: str, taken: set[str]) -> str:
 
 # ---------------------------------------------------------------- arguments
 
-def unit_interval(text: str) -> float:
-    """argparse type: a float in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
+def _bounded(convert: type, what: str, low: float, inclusive: bool = True,
+             high: float | None = None):
+    """An argparse type: `convert(text)` in [low, high] (or (low, high] when not
+    `inclusive`), with a message naming the bound that was missed."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if high is not None and not (value > low and value <= high):
+            raise argparse.ArgumentTypeError(f"must be in ({low:g}, {high:g}], got {text}")
+        if value < low or (value == low and not inclusive) or value != value:  # NaN too
+            bound = f"at least {low:g}" if inclusive else f"above {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    parse.__name__ = f"{convert.__name__} >= {low:g}"  # argparse's "invalid <name> value"
+    return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+unit_interval = _bounded(float, "a number", 0.0, inclusive=False, high=1.0)  # (0, 1]
+positive_int = _bounded(int, "an integer", 1)
+non_negative_int = _bounded(int, "an integer", 0)
+positive_float = _bounded(float, "a number", 0.0, inclusive=False)
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
+    """--model, --conf, --iou, --device, --max-det: shared by detect and batch."""
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="converted .tflite model (default: build/yolov3-tiny_int8.tflite "
+                        "in the repo, written by `make demo`)")
+    p.add_argument("--conf", type=unit_interval, default=0.25,
+                   help="score threshold, in (0, 1] (default 0.25)")
+    p.add_argument("--iou", type=unit_interval, default=0.45,
+                   help="NMS IoU threshold, in (0, 1] (default 0.45)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N (default auto: the "
+                        "Edge TPU for a compiled model, else the CPU)")
+    p.add_argument("--max-det", type=positive_int, default=300,
+                   help=f"at most this many detections per {what} (default 300)")
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -181,14 +181,13 @@ def frame_size(text: str) -> tuple[int, int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m yolo_tpu.detect",
-        description="Detect objects in images with a converted YOLO .tflite model "
-                    "(Edge TPU or CPU).",
-        epilog="Exit status: 0 all images processed; 1 some input could not be read or "
-               "found (the rest were processed); 2 nothing could run (model, device, "
-               "arguments, or no input).")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="converted .tflite model (default: build/yolov3-tiny_int8.tflite "
-                        "in the repo, written by `make demo`)")
+        description="Detect objects in images, video files, cameras and streams with a "
+                    "converted YOLO .tflite model (Edge TPU or CPU).",
+        epilog="Exit status: 0 all input processed; 1 some input could not be read or "
+               "found (the rest were processed), undecodable frames, or a live source gave "
+               "up; 2 nothing could run (model, device, arguments, or no input); 130/143 "
+               "stopped by SIGINT/SIGTERM.")
+    add_model_args(p, "image or frame")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", nargs="+", metavar="PATH",
                      help="image files, folders (their images, sorted) or globs")
@@ -198,15 +197,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--source", metavar="URL|PATH",
                      help="a stream (rtsp://, http(s):// MJPEG, udp://, ...), a camera or a "
                           "video file: whatever OpenCV's FFmpeg opens")
-    p.add_argument("--conf", type=unit_interval, default=0.25,
-                   help="score threshold, in (0, 1] (default 0.25)")
-    p.add_argument("--iou", type=unit_interval, default=0.45,
-                   help="NMS IoU threshold, in (0, 1] (default 0.45)")
-    p.add_argument("--device", default="auto",
-                   help="auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N (default auto: the "
-                        "Edge TPU for a compiled model, else the CPU)")
-    p.add_argument("--max-det", type=positive_int, default=300,
-                   help="at most this many detections per image (default 300)")
     p.add_argument("--save", metavar="PATH",
                    help="images: a folder for annotated copies (same file names); video: "
                         "the annotated video file (.mp4, .avi, ...; a folder gets "
