@@ -160,6 +160,35 @@ def write_video(
     return count
 
 
+def read_frames(path: str | os.PathLike[str], limit: int = 10_000) -> list[np.ndarray]:
+    """Every frame ``cv2.VideoCapture`` (FFmpeg) decodes, in order, up to the first failed read."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise ValueError(f"{path} does not open as a video")
+    frames: list[np.ndarray] = []
+    while len(frames) < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def video_info(path: str | os.PathLike[str]) -> tuple[int, tuple[int, int], float]:
+    """(frames decoded, (width, height), FPS) of a video file."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise ValueError(f"{path} does not open as a video")
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n, size, fps
+
+
 def truncate_file(path: str | os.PathLike[str], keep_fraction: float) -> int:
     """Cut the file to its first ``keep_fraction`` (0..1) of bytes, like an interrupted download.
 

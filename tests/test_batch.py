@@ -22,7 +22,11 @@ import cv2
 import pytest
 
 from conftest import ROOT, SAMPLES
-from media import corrupt_middle, pan_zoom_frames, truncate_file, write_video
+from media import corrupt_middle, pan_zoom_frames, truncate_file, video_info, write_video
+
+
+def frame_count(path: Path) -> int:
+    return video_info(path)[0]
 
 from yolo_tpu import batch
 
@@ -45,27 +49,6 @@ def clip(path: Path, photo: str, n: int, size: tuple[int, int] = (320, 240)) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     assert write_video(path, pan_zoom_frames(SAMPLES / photo, size, n), FPS) == n
     return path
-
-
-def frame_count(path: Path) -> int:
-    """Frames cv2.VideoCapture reads from the file before its first failed read."""
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    assert cap.isOpened(), path
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
-
-
-def video_info(path: Path) -> tuple[int, tuple[int, int], float]:
-    """(frames read, (width, height), FPS) of a video."""
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    assert cap.isOpened(), path
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    return frame_count(path), size, fps
 
 
 def read_frame(path: Path, k: int):

@@ -17,6 +17,7 @@ from media import (
     UdpTsStreamer,
     corrupt_middle,
     pan_zoom_frames,
+    read_frames,
     read_stamp,
     stamp_frame,
     truncate_file,
@@ -28,19 +29,6 @@ FPS = 15.0
 
 def stamped(n: int, size: tuple[int, int] = (333, 251), photo: str = "dog.jpg") -> list[np.ndarray]:
     return [stamp_frame(f, i) for i, f in enumerate(pan_zoom_frames(SAMPLES / photo, size, n))]
-
-
-def read_all(path, max_reads: int = 10_000) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    assert cap.isOpened(), path
-    out = []
-    while len(out) < max_reads:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(frame)
-    cap.release()
-    return out
 
 
 def open_live(url: str, timeout_ms: int = 2000) -> cv2.VideoCapture:
@@ -81,7 +69,7 @@ def test_stamps_survive_a_real_video_file(tmp_path, name, fourcc):
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 90
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS)
     cap.release()
-    frames = read_all(path)
+    frames = read_frames(path)
     assert [read_stamp(f) for f in frames] == list(range(90))
     assert frames[0].shape == (250, 332, 3)  # odd sizes are cropped to even by the writer
 
@@ -104,12 +92,12 @@ def test_truncate_and_corrupt_keep_what_they_promise(tmp_path):
     assert data[:offset] == original[:offset] and data[offset + nbytes:] == original[offset + nbytes:]
     assert data[offset:offset + nbytes] == bytes(nbytes) != original[offset:offset + nbytes]
     # The damaged MJPEG file still plays: frames in order, a gap where the zeros are, no repeats.
-    got = [read_stamp(f) for f in read_all(path)]
+    got = [read_stamp(f) for f in read_frames(path)]
     assert None not in got and got == sorted(set(got)) and got[0] == 0 and got[-1] == 59
     assert 30 < len(got) < 60
     # A truncated AVI opens and stops early, in order.
     assert truncate_file(path, 0.5) == len(original) // 2
-    got = [read_stamp(f) for f in read_all(path)]
+    got = [read_stamp(f) for f in read_frames(path)]
     assert 20 < len(got) < 40 and got[:20] == list(range(20))
 
 

@@ -21,13 +21,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from conftest import ROOT, SAMPLES
-from media import MjpegServer, UdpTsStreamer, pan_zoom_frames, read_stamp, stamp_frame, \
-    write_video
+from media import MjpegServer, UdpTsStreamer, pan_zoom_frames, read_frames, read_stamp, \
+    stamp_frame, write_video
 
 from yolo_tpu import detect
 
@@ -124,19 +123,6 @@ def json_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def video_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    assert cap.isOpened(), f"{path} does not open as a video"
-    frames = []
-    while len(frames) < 10_000:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
-    return frames
-
-
 def summary(stderr: str) -> dict[str, float]:
     """The run's summary line, parsed; exactly one."""
     found = list(SUMMARY.finditer(stderr))
@@ -167,7 +153,7 @@ def assert_increasing(recs: list[dict]) -> None:
 def assert_outputs_agree(recs: list[dict], video: Path, stderr: str) -> list[np.ndarray]:
     """The summary, the JSON lines and the saved video describe the same frames."""
     assert summary(stderr)["frames"] == len(recs)
-    frames = video_frames(video)
+    frames = read_frames(video)
     assert len(frames) == len(recs)
     assert all(f.shape == (SIZE[1], SIZE[0], 3) for f in frames)
     assert_no_partial_files(video.parent)

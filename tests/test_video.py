@@ -6,7 +6,6 @@ stamped in the corner), then damaged on purpose where a test needs it.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,8 +18,8 @@ import cv2
 import pytest
 
 from conftest import ROOT, SAMPLES
-from media import corrupt_middle, pan_zoom_frames, read_stamp, stamp_frame, truncate_file, \
-    write_video
+from media import corrupt_middle, pan_zoom_frames, read_frames, read_stamp, stamp_frame, \
+    truncate_file, write_video
 
 from test_detect_cli import assert_no_traceback, error_lines, json_lines
 
@@ -38,18 +37,6 @@ def stamped_clip(path: Path, n: int, size: tuple[int, int], photo: str = "dog.jp
     frames = (stamp_frame(f, k) for k, f in
               enumerate(pan_zoom_frames(SAMPLES / photo, size, n)))
     return write_video(path, frames, fps=fps)
-
-
-def decoded_frames(path: Path) -> list:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def video_props(path: Path) -> tuple[int, float, int, int]:
@@ -78,7 +65,7 @@ def test_every_frame_in_order_json_and_saved_video(tiny_int8_model, odd_clip, tm
                 model=tiny_int8_model)
     assert r.returncode == 0, r.stderr
     assert_no_traceback(r.stderr)
-    source = decoded_frames(odd_clip)
+    source = read_frames(odd_clip)
     lines = json_lines(out_json.read_text())
     assert [d["frame"] for d in lines] == list(range(len(source))) and len(source) == 45
     h, w = source[0].shape[:2]
@@ -91,7 +78,7 @@ def test_every_frame_in_order_json_and_saved_video(tiny_int8_model, odd_clip, tm
     assert (count, vw, vh) == (len(source), w, h) and fps == pytest.approx(15.0)
     # the annotated frame k is the source's frame k: its stamp reads back as k (top-left
     # corner; the overlay sits bottom-left; a box drawn over the stamp makes it unreadable)
-    stamps = [read_stamp(f) for f in decoded_frames(out_video)]
+    stamps = [read_stamp(f) for f in read_frames(out_video)]
     assert sum(s is not None for s in stamps) >= 15
     assert all(s == k for k, s in enumerate(stamps) if s is not None)
     summary = r.stderr.strip().splitlines()[-2]
@@ -103,7 +90,7 @@ def test_frame_k_detections_equal_image_mode(tiny_int8_model, odd_clip, tmp_path
     r = run_cli("--video", str(odd_clip), "--json", "-", model=tiny_int8_model)
     assert r.returncode == 0, r.stderr
     lines = json_lines(r.stdout)
-    frames = decoded_frames(odd_clip)
+    frames = read_frames(odd_clip)
     found = [d["frame"] for d in lines if d["detections"]]
     assert len(found) >= 10
     picks = [found[0], found[len(found) // 2], found[-1]]
@@ -201,7 +188,7 @@ def test_bad_save_target(capsys, tiny_int8_model, odd_clip, save, reason):
     status = detect.main(["--video", str(odd_clip), "--model", str(tiny_int8_model),
                           "--save", save])
     (error,) = error_lines(capsys.readouterr().err)
-    assert status == 2 and reason in error and error.startswith(f"error: --save ")
+    assert status == 2 and reason in error and error.startswith("error: --save ")
 
 
 def test_image_only_flags_rejected_for_images(capsys, tiny_int8_model):
