@@ -88,13 +88,19 @@ class Detector:
             quant.append((float(scale), int(zero_point)) if d["dtype"] != np.float32 else None)
         return indices, quant
 
-    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """Letterboxed input tensor in the model's own type (no float round trip for uint8)."""
+    def preprocess(self, image_bgr: np.ndarray,
+                   reuse: bool = True) -> tuple[np.ndarray, Letterbox]:
+        """Letterboxed input tensor in the model's own type (no float round trip for uint8).
+
+        `reuse`: fill one buffer kept between calls (no allocation per frame); pass False
+        when tensors are queued before `infer` (a pipeline), so each gets its own.
+        """
         if self.input_dtype == np.float32:
             return letterbox(image_bgr, self.meta.width, self.meta.height, np.float32)
         tensor, box = letterbox(image_bgr, self.meta.width, self.meta.height, np.uint8,
-                                out=self._buffer)
-        self._buffer = tensor
+                                out=self._buffer if reuse else None)
+        if reuse:
+            self._buffer = tensor
         if self._lut is not None:  # input quantization other than pixel / 255
             tensor = cv2.LUT(tensor, self._lut)
         return tensor, box

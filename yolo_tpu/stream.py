@@ -1,7 +1,7 @@
 """The loop behind video files, cameras and streams: frames -> Detector -> sinks.
 
-Three threads overlap the stages: capture (decode) -> inference -> output (draw, encode,
-write JSON). OpenCV and the interpreter release the GIL while they work, so on a 2-core
+Three threads overlap the stages: capture (decode; letterbox for files) -> inference ->
+output (draw, encode, write JSON). OpenCV and the interpreter release the GIL while they work, so on a 2-core
 box decoding and encoding run beside `invoke()` instead of after it.
 
 Between capture and inference:
@@ -173,7 +173,10 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
             for frame in source.frames(halt):
                 if frame.index % every:
                     continue
-                _put(inbox, frame, halt.is_set)
+                # A file's frames are all processed: letterbox them here, beside invoke().
+                # A live source's may be dropped: letterbox only those that are kept.
+                work = frame if live else (frame, *detector.preprocess(frame.image, False))
+                _put(inbox, work, halt.is_set)
                 if halt.is_set():
                     break
         except SourceError as e:
@@ -218,15 +221,18 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
     try:
         while True:
             try:
-                frame = inbox.get(timeout=0.2)
+                work = inbox.get(timeout=0.2)
             except queue.Empty:  # a live source waiting for frames: still answer a signal
                 if stop.is_set() or halt.is_set():
                     break
                 continue
-            if frame is _END:
+            if work is _END:
                 break
+            if live:
+                frame, (tensor, box) = work, detector.preprocess(work.image)
+            else:
+                frame, tensor, box = work
             t0 = time.perf_counter()
-            tensor, box = detector.preprocess(frame.image)
             heads = detector.infer(tensor)
             ms = (time.perf_counter() - t0) * 1e3
             dets = detector.postprocess(heads, box)
