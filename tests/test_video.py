@@ -191,6 +191,24 @@ def test_bad_save_target(capsys, tiny_int8_model, odd_clip, save, reason):
     assert status == 2 and reason in error and error.startswith("error: --save ")
 
 
+@pytest.mark.parametrize("display", [None, ":99"])
+def test_show_without_a_display_is_one_line(capsys, tiny_int8_model, odd_clip, tmp_path,
+                                            monkeypatch, display):
+    # OpenCV's Qt would abort the process; we say why instead, before any output is written
+    if display is None:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    elif os.path.exists(f"/tmp/.X11-unix/X{display[1:]}"):
+        pytest.skip(f"an X server runs on {display}")
+    else:
+        monkeypatch.setenv("DISPLAY", display)
+    out = tmp_path / "frames.jsonl"
+    status = detect.main(["--video", str(odd_clip), "--model", str(tiny_int8_model),
+                          "--show", "--json", str(out)])
+    (error,) = error_lines(capsys.readouterr().err)
+    assert status == 2 and error.startswith("error: --show: no display")
+    assert not out.exists()
+
+
 def test_image_only_flags_rejected_for_images(capsys, tiny_int8_model):
     status = detect.main(["--image", str(SAMPLES / "dog.jpg"), "--model", str(tiny_int8_model),
                           "--max-frames", "3"])

@@ -470,12 +470,12 @@ def run_stream(args: argparse.Namespace) -> int:
              f"{source.fps:.2f}" if source.sane_fps else "unknown", kind)
     results, images = [], []
     try:
+        if args.show:  # first: the one that can fail, before any file is created
+            images.append(Window(f"yolo_tpu: {spec.name}"))
         if args.json:
             results.append(JsonLines(args.json, spec.name))
         if save:
             images.append(VideoFile(save, source.sane_fps or 25.0))
-        if args.show:
-            images.append(Window(f"yolo_tpu: {spec.name}"))
     except SinkError as e:
         _error(str(e))
         for sink in results + images:
