@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
-from .backends import parse_device
-from .detect import _error, _setup_logging, add_model_args, load_detector, positive_int
+from .detect import _error, _setup_logging, add_model_args, device_ok, load_detector, \
+    positive_int
 from .sinks import PARTIAL, JsonLines, VideoFile
 from .sources import SourceError, VideoSource, expand_video_args, video_spec
 
@@ -77,7 +77,8 @@ def plan(sources: list[str], out_dir: str, save_video: bool) -> list[Job]:
 
 def remove_partials(job: Job) -> None:
     """Leftovers of a killed run for this job (hidden `.<stem>.partial.*` files)."""
-    for path in glob.glob(os.path.join(glob.escape(job.out_dir), f".{glob.escape(job.stem)}{PARTIAL}.*")):
+    pattern = f".{glob.escape(job.stem)}{PARTIAL}.*"
+    for path in glob.glob(os.path.join(glob.escape(job.out_dir), pattern)):
         try:
             os.remove(path)
         except OSError:
@@ -107,9 +108,9 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
         return {**record, "status": "failed", "error": str(e), "frames": 0}
     remove_partials(job)
     results = [JsonLines(job.json_path, job.source, atomic=True)]
-    images = [VideoFile(job.video_path, (source.sane_fps or 25.0) / every)] \
-        if job.save_video else []
-    bar = tqdm(total=(source.frame_count + every - 1) // every or None, unit="frame",
+    images = [VideoFile(job.video_path, source.write_fps / every)] if job.save_video else []
+    expected = -(-source.frame_count // every)  # frames the model will see; 0: unknown
+    bar = tqdm(total=expected or None, unit="frame",
                desc=os.path.basename(job.source), file=sys.stderr, position=1, leave=False,
                disable=None, dynamic_ncols=True)
 
@@ -128,9 +129,8 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
     complete = not stop.is_set()
     for sink in results + images:
         sink.close(complete=complete)
-    expected = (source.frame_count + every - 1) // every if source.frame_count else None
     record.update(stats.to_dict())
-    record.update(expected_frames=expected, every=every)
+    record.update(expected_frames=expected or None, every=every)
     if not complete:
         record.update(status="stopped", outputs=[])
     elif stats.error:
@@ -225,10 +225,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .stream import stop_on_signals
-    try:
-        parse_device(args.device)
-    except ValueError as e:
-        _error(f"--device: {e}")
+    if not device_ok(args.device):
         return 2
     sources, missing = expand_video_args(args.inputs)
     for e in missing:

@@ -299,11 +299,18 @@ def load_detector(args: argparse.Namespace):
     return None
 
 
-def run(args: argparse.Namespace) -> int:
+def device_ok(device: str) -> bool:
+    """Whether --device is well formed; if not, one error line says why (before any work)."""
     try:
-        parse_device(args.device)
+        parse_device(device)
     except ValueError as e:
         _error(f"--device: {e}")
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    if not device_ok(args.device):
         return 2
     if args.image is None:
         return run_stream(args)
@@ -475,7 +482,7 @@ def run_stream(args: argparse.Namespace) -> int:
         if args.json:
             results.append(JsonLines(args.json, spec.name))
         if save:
-            images.append(VideoFile(save, source.sane_fps or 25.0))
+            images.append(VideoFile(save, source.write_fps))
     except SinkError as e:
         _error(str(e))
         for sink in results + images:

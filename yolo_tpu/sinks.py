@@ -72,13 +72,11 @@ class JsonLines:
                 self._out = open(self._target, "w", encoding="utf-8")
             except OSError as e:
                 raise SinkError(f"{path}: {e.strerror or e}") from None
-        self.lines = 0
 
     def write(self, frame: Frame, detections: Detections) -> None:
         self._out.write(json.dumps(frame_record(self.source, frame, detections)) + "\n")
         if not self.atomic:
             self._out.flush()  # a crash later must not lose lines already produced
-        self.lines += 1
 
     def close(self, complete: bool = True) -> None:
         if self._out is sys.stdout:

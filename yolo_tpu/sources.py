@@ -11,6 +11,7 @@ stops delivering, because cameras reboot and Wi-Fi drops.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -243,13 +244,12 @@ class VideoSource:
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         # Unknown: live sources report -9.2e18, MPEG-TS a guess from the duration.
-        if not 0 < count < 1_000_000_000 or str(self.spec.target).lower().endswith(UNCOUNTED):
+        if not 0 < count < 1_000_000_000 or str(self.spec.target).lower().endswith(UNCOUNTED) \
+                or self.spec.kind == "camera":
             count = 0
-        self.frame_count = count if self.spec.kind == "file" else 0
+        self.frame_count = count
         # An http(s) URL may serve a plain video file: it has a length, so it ends like one.
-        if self.spec.kind == "stream" and count > 0:
-            self.live = False
-            self.frame_count = count
+        self.live = self.spec.live and not count
         return self
 
     def _why_not_opened(self) -> str:
@@ -290,6 +290,11 @@ class VideoSource:
         """The source's frame rate, or None when it reports none or a bogus one."""
         return self.fps if 1.0 <= self.fps <= 240.0 else None
 
+    @property
+    def write_fps(self) -> float:
+        """The frame rate for an annotated copy: the source's, else 25."""
+        return self.sane_fps or 25.0
+
     # -- reading
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
@@ -313,20 +318,18 @@ class VideoSource:
         """
         import cv2
         cap = self._cap
-        index = ok_n = fail_n = run = 0
+        index = run = 0  # index: frames accounted for (good ones and earlier bad runs)
         while not stop.is_set():
             ok, image = cap.read()
             if ok and image is not None:
                 self.decode_errors += run
                 index += run
                 run = 0
-                ok_n += 1
                 yield Frame(index, float(cap.get(cv2.CAP_PROP_POS_MSEC)), image)
                 index += 1
                 continue
-            fail_n += 1
             run += 1
-            if run > max(8, self.frame_count - ok_n - fail_n + run):
+            if run > max(8, self.frame_count - index):
                 return  # the failures that end the file are truncation, not decode errors
 
     def _live_frames(self, stop: threading.Event) -> Iterator[Frame]:
@@ -388,17 +391,11 @@ def _unfinished_mp4(path: str) -> bool:
         return False
 
 
-_QUIET = False
-
-
+@functools.cache
 def _quiet_video_io() -> None:
     """Keep FFmpeg's and OpenCV's own stderr messages out of ours (one line per problem):
     a corrupt frame or a refused connection is reported by us, with the file or URL.
     Variables the user has set win (OPENCV_FFMPEG_LOGLEVEL=32 brings FFmpeg back)."""
-    global _QUIET
-    if _QUIET:
-        return
-    _QUIET = True
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read at the first capture
     if "OPENCV_LOG_LEVEL" not in os.environ:
         import cv2

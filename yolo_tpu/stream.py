@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -119,10 +119,10 @@ class Newest:
 
     def put(self, item: Any) -> None:
         with self._cond:
-            if self._full and self._item is not _END:
+            if self._full:
+                if self._item is _END:
+                    return  # the end marker is never overwritten
                 self.replaced += 1
-            if self._item is _END and self._full:
-                return  # the end marker is never overwritten
             self._item, self._full = item, True
             self._cond.notify()
 
@@ -298,13 +298,13 @@ class _Rate:
     """Frames per second over the last second or so, for the overlay."""
 
     def __init__(self) -> None:
-        self._times: list[float] = []
+        self._times: deque[float] = deque()
 
     def tick(self) -> float:
         now = time.perf_counter()
         self._times.append(now)
         while len(self._times) > 2 and now - self._times[0] > 1.0:
-            self._times.pop(0)
+            self._times.popleft()
         span = self._times[-1] - self._times[0]
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
