@@ -771,15 +771,24 @@ def table(results: list[Result]) -> str:
 
 # ---------------------------------------------------------------- machine and documents
 
-def cpu_model() -> str:
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo's text, or '' where there is none."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return f.read()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return ""
+
+
+def cpuinfo_field(cpuinfo: str, *keys: str) -> str | None:
+    """The value of the first line starting with one of `keys` ('model name', 'flags')."""
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                 if line.startswith(keys)), None)
+
+
+def cpu_model() -> str:
+    return (cpuinfo_field(read_cpuinfo(), "model name")
+            or platform.processor() or platform.machine())
 
 
 # The vector extensions that decide int8 and float kernel speed in XNNPACK, OpenCV and
@@ -788,21 +797,18 @@ def cpu_model() -> str:
 SIMD_FLAGS = (("sse4_1", "SSE4.1"), ("avx", "AVX"), ("fma", "FMA"), ("avx2", "AVX2"),
               ("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
               ("asimd", "NEON"), ("asimddp", "NEON dot product"), ("i8mm", "int8 matmul"))
+X86_WIDE = (("avx2", "AVX2"), ("avx512f", "AVX-512"))  # said when an x86 CPU lacks them
 
 
 def cpu_simd(cpuinfo: str | None = None) -> str:
     """'SSE4.1, AVX, FMA; no AVX2, no AVX-512' from the flags (x86) or Features (Arm) line."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return "SIMD unknown"
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
-                  if line.startswith(("flags", "Features"))), [])
+    cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
+    if not cpuinfo:
+        return "SIMD unknown"
+    flags = (cpuinfo_field(cpuinfo, "flags", "Features") or "").split()
     have = [label for flag, label in SIMD_FLAGS if flag in flags]
     x86 = "sse4_1" in flags or "avx" in flags
-    missing = [label for flag, label in SIMD_FLAGS[3:5] if x86 and flag not in flags]
+    missing = [label for flag, label in X86_WIDE if x86 and flag not in flags]
     return ", ".join(have or ["no SIMD flags"]) + (f"; no {', no '.join(missing)}" if missing else "")
 
 
