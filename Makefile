@@ -17,12 +17,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-# The bundled weights were trained with leaky ReLU, so they convert with an exact leaky
-# form whose every op maps to the Edge TPU: addrelu (0.1x + relu(0.9x)) keeps darknet's
-# detections after int8 quantization, where maximum (max(x, 0.1x)) loses some; see README.
+# The bundled weights were trained with leaky ReLU; the converter's default --leaky addrelu
+# (0.1x + relu(0.9x), exact, every op on the Edge TPU) keeps darknet's detections in int8.
 $(MODEL): $(STAMP) cfg/yolov3-tiny.cfg cfg/coco.names weights/yolov3-tiny.weights
 	$(PY) -m converters cfg/yolov3-tiny.cfg weights/yolov3-tiny.weights \
-		--names cfg/coco.names --leaky addrelu --out-dir build
+		--names cfg/coco.names --out-dir build
 
 demo: $(MODEL)
 	$(PY) -m yolo_tpu.detect --model $(MODEL) --image samples/ --save out/ \

@@ -1,8 +1,9 @@
 """`python -m converters CFG WEIGHTS --out-dir build/`: cfg -> Keras -> int8 TFLite -> Edge TPU check.
 
 Runs every stage in one go (and `edgetpu_compiler` where installed) and ends with a short
-report: ops mapped, sizes, quantization cost, files written. Exit 0 only when every op
-maps to the Edge TPU.
+report: ops mapped, sizes, fidelity to the exact float model, files written. Exit 0 only
+when every op maps to the Edge TPU and the int8 model keeps the float model's detections
+(fidelity at least --min-fidelity).
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import os
 import shutil
 import sys
 
-from .calibration import CalibrationError
+from . import missing_tensorflow
+from .calibration import DEFAULT_CALIB, CalibrationError
 from .cfg import ConfigError, parse_cfg, parse_size
-from .darknet import LEAKY_HELP, LEAKY_POLICIES
+from .darknet import DEFAULT_LEAKY, LEAKY_HELP, LEAKY_POLICIES, NO_NAMES_WARNING
 from .weights import WeightsError
 
 
@@ -36,39 +38,88 @@ def stage(n: int, total: int, text: str) -> None:
     print(f"[{n}/{total}] {text}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters", description=__doc__.split("\n")[0])
-    ap.add_argument("cfg")
-    ap.add_argument("weights")
-    ap.add_argument("--out-dir", default="build", help="where to write the models (default build/)")
-    ap.add_argument("--names", help="class names (default: <cfg>.names or coco.names beside the cfg)")
-    ap.add_argument("--size", type=parse_size, help="input size N or WxH (multiple of 32)")
-    ap.add_argument("--leaky", choices=LEAKY_POLICIES, default="relu", help=LEAKY_HELP)
-    ap.add_argument("--calib", nargs="+", metavar="PATH", help="calibration images/videos")
-    ap.add_argument("--num", type=int, default=100, help="calibration samples (default 100)")
-    ap.add_argument("--io", choices=("uint8", "int8"), default="uint8")
-    args = ap.parse_args(argv)
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
-    from .darknet import convert, summary
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from .accuracy import MIN_FIDELITY
+    from .quantize import DEFAULT_NUM
+    ap = argparse.ArgumentParser(prog="python -m converters", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("cfg", help="darknet .cfg")
+    ap.add_argument("weights", help="darknet .weights")
+    ap.add_argument("--out-dir", default="build", help="where to write the models")
+    ap.add_argument("--names", help="class names, one per line (default: <cfg>.names or "
+                                    "coco.names beside the cfg, if its count matches)")
+    ap.add_argument("--size", type=parse_size,
+                    help="input size N or WxH, a multiple of 32 (default: the cfg's [net])")
+    ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
+    ap.add_argument("--calib", nargs="+", metavar="PATH",
+                    help="calibration images/videos: files, folders or globs (default: "
+                         f"{', '.join(os.path.basename(p) for p in DEFAULT_CALIB)} from samples/)")
+    ap.add_argument("--num", type=positive_int, default=DEFAULT_NUM, help="calibration samples")
+    ap.add_argument("--io", choices=("uint8", "int8"), default="uint8",
+                    help="type of the int8 model's input and outputs")
+    ap.add_argument("--eval", nargs="+", metavar="PATH",
+                    help="images for the fidelity report (default: the sample photos not "
+                         "used for calibration)")
+    ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
+                    help="exit 1 when the int8 model's fidelity to the exact float model "
+                         "(F1 of matched detections at conf 0.25) is below this; 0 accepts any")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if problem := missing_tensorflow():
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     stem = os.path.splitext(os.path.basename(args.cfg))[0]
     keras_path = os.path.join(args.out_dir, f"{stem}.keras")
     tflite_path = os.path.join(args.out_dir, f"{stem}_int8.tflite")
     total = 4 if shutil.which("edgetpu_compiler") else 3
     try:
-        stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
+        # Everything that can be checked cheaply is checked before TensorFlow loads and
+        # before any file is written.
         names = args.names or default_names(args.cfg, args.size)
+        if not names:
+            print(NO_NAMES_WARNING, file=sys.stderr)
+        from .accuracy import eval_images
+        from .calibration import load_images
+        calib_images = load_images(args.calib or list(DEFAULT_CALIB))
+        eval_paths = eval_images(args.calib, args.eval)
+
+        stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
+        from .darknet import convert, exact_reference, summary
         c = convert(args.cfg, args.weights, args.leaky, args.size, names)
         print(summary(c, args.leaky))
-        from .keras_model import save_model
-        os.makedirs(args.out_dir, exist_ok=True)
-        save_model(c.model, c.meta, keras_path)
 
         stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
         from .quantize import quantize, write
-        write(tflite_path, quantize(c.model, c.meta, "int8", args.calib, args.num, args.io))
+        data = quantize(c.model, c.meta, "int8", None, args.num, args.io, images=calib_images)
     except (ConfigError, WeightsError, CalibrationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    write(tflite_path, data)
+    from .keras_model import save_model
+    save_model(c.model, c.meta, keras_path)
 
     stage(3, total, "Edge TPU op check")
     from .edgetpu_check import check, format_report
@@ -80,14 +131,32 @@ def main(argv: list[str] | None = None) -> int:
         from .edgetpu_compile import main as compile_main
         compiled_ok = compile_main([tflite_path, "-o", args.out_dir]) == 0
 
-    from .accuracy import report_quantization_cost
-    cost = report_quantization_cost(c.model, c.meta, tflite_path, keras_path, args.calib, None)
+    from .accuracy import measure, size_line
+    fidelity = measure(exact_reference(c), c.meta, tflite_path, eval_paths) if eval_paths else None
     print("\nsummary")
     print(f"  ops on the Edge TPU: {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
-    print(f"  {cost}")
+    print(f"  {fidelity.describe() if fidelity else 'fidelity: no held-out images (pass --eval)'}")
+    print(f"  {size_line(tflite_path, keras_path)}")
     print(f"  wrote {keras_path} and {tflite_path}")
-    return 0 if report.all_mapped and compiled_ok else 1
+    faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)
+    return 0 if report.all_mapped and compiled_ok and faithful else 1
+
+
+def fidelity_ok(fidelity, min_fidelity: float, leaky: str) -> bool:
+    """False, with one error line, when the int8 model is measurably below `min_fidelity`.
+    An unscorable report (the reference finds nothing) is a warning, not a failure: it says
+    nothing about the model, only about the images."""
+    if fidelity is None or fidelity.score is None or fidelity.score >= min_fidelity:
+        return True
+    lost = fidelity.reference - fidelity.matched
+    hint = (" (--leaky relu on weights trained with leaky: leave --leaky at addrelu)"
+            if leaky == "relu" else " (try --leaky addrelu, or more --calib images)"
+            if leaky != "addrelu" else " (try more --calib images from your deployment)")
+    print(f"error: fidelity {fidelity.score:.2f} is below --min-fidelity {min_fidelity:g}: "
+          f"the int8 model loses {lost} of the exact float model's {fidelity.reference} "
+          f"detections{hint}", file=sys.stderr)
+    return False
 
 
 if __name__ == "__main__":

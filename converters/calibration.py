@@ -84,13 +84,18 @@ def load_images(paths: list[str]) -> list[np.ndarray]:
     return images
 
 
+def warn_if_few(images: list[np.ndarray], num: int) -> None:
+    if len(images) < MIN_RECOMMENDED:
+        print(f"warning: {len(images)} calibration image{'s' if len(images) != 1 else ''}; "
+              f"at least {MIN_RECOMMENDED} real images from your deployment are recommended "
+              "(pass them with --calib)."
+              + (f" Using flips and crops of these to reach {num} samples."
+                 if num > len(images) else ""), file=sys.stderr)
+
+
 def samples(images: list[np.ndarray], num: int, width: int, height: int,
             seed: int = 0) -> Iterator[np.ndarray]:
     """`num` letterboxed float32 (1, H, W, 3) RGB 0..1 tensors: each image once, then views."""
-    if len(images) < MIN_RECOMMENDED:
-        print(f"warning: {len(images)} calibration images; at least {MIN_RECOMMENDED} "
-              "real images from your deployment are recommended (pass them with --calib). "
-              f"Using flips and crops of these to reach {num} samples.", file=sys.stderr)
     rng = np.random.default_rng(seed)
     for i in range(num):
         image = images[i] if i < len(images) else _augment(images[i % len(images)], rng)

@@ -16,10 +16,15 @@ from .weights import ConvWeights, WeightsError, load_weights
 
 # Kept here (not in keras_model) so the CLIs can parse arguments without TensorFlow.
 LEAKY_POLICIES = ("relu", "maximum", "addrelu", "prelu", "keep")
-LEAKY_HELP = ("how leaky ReLU is expressed: relu (Edge TPU; only for ReLU-trained weights), "
-              "maximum (exact, Edge TPU: MUL+MAXIMUM), addrelu (exact, Edge TPU: "
-              "0.1x + relu(0.9x), best int8 accuracy), prelu (exact, Edge TPU, slow on CPU), "
-              "keep (LEAKY_RELU, CPU only)")
+# Every policy but relu computes darknet's leaky exactly; addrelu is also all Edge TPU ops
+# and keeps darknet's detections in int8, so it is what a leaky cfg gets by default.
+EXACT_LEAKY = ("maximum", "addrelu", "prelu", "keep")
+DEFAULT_LEAKY = "addrelu"
+LEAKY_HELP = ("how leaky ReLU is expressed: addrelu (default; exact, Edge TPU: "
+              "0.1x + relu(0.9x), keeps darknet's detections in int8), maximum (exact, Edge "
+              "TPU: MUL+MAXIMUM, loses some detections in int8), prelu (exact, Edge TPU, slow "
+              "on CPU), keep (LEAKY_RELU, CPU only), relu (Edge TPU; right only for weights "
+              "trained with ReLU)")
 
 
 @dataclass
@@ -43,22 +48,38 @@ def read_names(path: str, classes: int) -> tuple[str, ...]:
     return names
 
 
-def convert(cfg: str, weights: str, leaky: str = "relu", size: tuple[int, int] | None = None,
+def has_leaky(net: Network) -> bool:
+    return any(layer.params.get("activation") == "leaky" for layer in net.layers)
+
+
+def convert(cfg: str, weights: str, leaky: str = DEFAULT_LEAKY, size: tuple[int, int] | None = None,
             names: str | None = None) -> Converted:
     """cfg + weights -> Keras model and metadata; raises ConfigError / WeightsError."""
     net = parse_cfg(cfg, size)
     classes = net.yolo_layers[0].params["classes"]
     labels = read_names(names, classes) if names else ()
     conv_weights = load_weights(weights, net)
-    if leaky == "relu" and any(l.params.get("activation") == "leaky" for l in net.layers):
+    if leaky == "relu" and has_leaky(net):
         print(f"warning: --leaky relu replaces the leaky activations of {os.path.basename(cfg)} with "
-             "ReLU: right only for weights trained with ReLU. For weights trained with leaky "
-             "(darknet's own, the COCO releases) use --leaky maximum or --leaky addrelu: both "
-             "exact and Edge TPU ops; addrelu keeps darknet's detections after int8 "
-             "quantization.", file=sys.stderr)
+              "ReLU: right only for weights trained with ReLU. For weights trained with leaky "
+              "(darknet's own, the COCO releases) leave --leaky at addrelu: exact, Edge TPU "
+              "ops, and darknet's detections after int8 quantization.", file=sys.stderr)
     from .keras_model import build_model  # TensorFlow loads here, after the cheap checks
     model, meta = build_model(net, conv_weights, leaky, labels)
     return Converted(net, conv_weights, model, meta)
+
+
+def exact_reference(c: Converted):
+    """The float model with darknet's arithmetic: `c.model` itself unless its leaky policy
+    (relu) changed the arithmetic, else the same weights with leaky kept exact."""
+    if c.meta.leaky in EXACT_LEAKY or not has_leaky(c.net):
+        return c.model
+    from .keras_model import build_model
+    return build_model(c.net, c.weights, "keep", c.meta.names)[0]
+
+
+NO_NAMES_WARNING = ("warning: no --names: labels will be class numbers (0, 1, ...); pass the "
+                    "names file the model was trained with (one name per line)")
 
 
 _SHORT = {"convolutional": "conv", "shortcut": "add"}
@@ -95,14 +116,21 @@ def summary(c: Converted, leaky: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.darknet", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m converters.darknet", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("cfg", help="darknet .cfg")
     ap.add_argument("weights", help="darknet .weights")
     ap.add_argument("-o", "--output", required=True, help="output .keras file")
     ap.add_argument("--names", help="class names, one per line (e.g. cfg/coco.names)")
     ap.add_argument("--size", type=parse_size, help="input size N or WxH (multiple of 32); default from [net]")
-    ap.add_argument("--leaky", choices=LEAKY_POLICIES, default="relu", help=LEAKY_HELP)
+    ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
     args = ap.parse_args(argv)
+    from . import missing_tensorflow
+    if problem := missing_tensorflow():
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if not args.names:
+        print(NO_NAMES_WARNING, file=sys.stderr)
     try:
         c = convert(args.cfg, args.weights, args.leaky, args.size, args.names)
     except (ConfigError, WeightsError) as e:

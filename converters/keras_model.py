@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import zipfile
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from yolo_tpu.meta import Head, ModelMeta
 
+from yolo_tpu.native_log import native_stderr_captured
+
+with native_stderr_captured():  # the oneDNN notice TensorFlow prints as it loads
+    import keras
+    import tensorflow as tf
+
 from .cfg import Layer, Network
-from .darknet import LEAKY_POLICIES
+from .darknet import DEFAULT_LEAKY, LEAKY_POLICIES
 from .weights import ConvWeights
 META_ENTRY = "yolo_tpu.json"  # stored beside config.json inside the .keras zip
 LEAKY_SLOPE = 0.1  # darknet's leaky_activate: x > 0 ? x : .1 * x
@@ -128,7 +132,7 @@ def _conv(x, layer: Layer, w: ConvWeights, leaky: str):
     return x if fused else _activation(x, act, leaky, f"{act}_{i}")
 
 
-def build_model(net: Network, weights: dict[int, ConvWeights], leaky: str = "relu",
+def build_model(net: Network, weights: dict[int, ConvWeights], leaky: str = DEFAULT_LEAKY,
                 names: tuple[str, ...] = ()) -> tuple[keras.Model, ModelMeta]:
     """One pass over the layers, like darknet's forward pass; outputs are the raw heads."""
     if leaky not in LEAKY_POLICIES:

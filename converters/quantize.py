@@ -22,6 +22,7 @@ import numpy as np
 from yolo_tpu.meta import METADATA_KEY, ModelMeta
 
 from .calibration import DEFAULT_CALIB, CalibrationError
+from yolo_tpu.native_log import native_stderr_captured
 
 MODES = ("int8", "float16", "dynamic", "float32")
 DEFAULT_NUM = 100
@@ -48,11 +49,14 @@ def to_tflite(model, mode: str = "int8", io: str = "uint8",
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode != "float32":
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    # The Keras export prints its whole signature to stdout; keep the user's screen for
-    # our own progress and report.
-    with contextlib.redirect_stdout(StringIO()), warnings.catch_warnings():
+    # The Keras export prints its whole signature to stdout, and the MLIR quantizer writes
+    # `fully_quantize: 0, inference_type: 6, ...` straight to fd 2; keep the user's screen
+    # for our own progress and report.
+    with contextlib.redirect_stdout(StringIO()), warnings.catch_warnings(), \
+            native_stderr_captured():
         warnings.simplefilter("ignore")
         return converter.convert()
+
 
 
 def with_metadata(tflite: bytes, meta: ModelMeta) -> bytes:
@@ -74,16 +78,14 @@ def c_name(path: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]", "_", os.path.basename(path))
 
 
-def calibration_feed(paths: list[str], num: int, meta: ModelMeta,
+def calibration_feed(images: list[np.ndarray], num: int, meta: ModelMeta,
                      progress: bool = True) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """The representative dataset: letterboxed real images, with a progress bar.
-
-    The images are read here, so a bad --calib fails before TensorFlow's long set-up.
-    """
+    """The representative dataset: letterboxed real images, with a progress bar."""
     from tqdm import tqdm
 
-    from .calibration import load_images, samples
-    images = load_images(paths)
+    from .calibration import samples, warn_if_few
+
+    warn_if_few(images, num)  # before the bar, so the warning has a line of its own
 
     def feed():
         it = samples(images, num, meta.width, meta.height)
@@ -94,10 +96,20 @@ def calibration_feed(paths: list[str], num: int, meta: ModelMeta,
 
 
 def quantize(model, meta: ModelMeta, mode: str = "int8", calib: list[str] | None = None,
-             num: int = DEFAULT_NUM, io: str = "uint8", progress: bool = True) -> bytes:
-    """Keras model + metadata -> `.tflite` bytes with the metadata embedded."""
-    feed = calibration_feed(list(calib or DEFAULT_CALIB), num, meta, progress) \
-        if mode == "int8" else None
+             num: int = DEFAULT_NUM, io: str = "uint8", progress: bool = True,
+             images: list[np.ndarray] | None = None) -> bytes:
+    """Keras model + metadata -> `.tflite` bytes with the metadata embedded.
+
+    int8 calibrates on `images` if given (already read), else on the files `calib` names.
+    """
+    feed = None
+    if mode == "int8":
+        if num < 1:  # with no samples TensorFlow silently writes a float model
+            raise CalibrationError(f"int8 needs at least 1 calibration sample, got {num}")
+        if images is None:
+            from .calibration import load_images
+            images = load_images(list(calib or DEFAULT_CALIB))
+        feed = calibration_feed(images, num, meta, progress)
     return with_metadata(to_tflite(model, mode, io, feed), meta)
 
 
@@ -111,34 +123,46 @@ def write(path: str, data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .__main__ import fidelity_ok, fraction, positive_int
+    from .accuracy import MIN_FIDELITY
     ap = argparse.ArgumentParser(prog="python -m converters.quantize",
-                                 description=__doc__.split("\n")[0])
+                                 description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("model", help=".keras model written by converters.darknet")
     ap.add_argument("-o", "--output", required=True, help="output .tflite")
-    ap.add_argument("--mode", choices=MODES, default="int8")
+    ap.add_argument("--mode", choices=MODES, default="int8", help="TFLite form")
     ap.add_argument("--calib", nargs="+", metavar="PATH",
                     help="calibration images: files, folders, globs or videos "
                          "(default: three of the bundled sample photos)")
-    ap.add_argument("--num", type=int, default=DEFAULT_NUM,
-                    help=f"calibration samples (default {DEFAULT_NUM})")
+    ap.add_argument("--num", type=positive_int, default=DEFAULT_NUM, help="calibration samples")
     ap.add_argument("--io", choices=("uint8", "int8"), default="uint8",
                     help="int8 mode: type of the model's input and outputs")
     ap.add_argument("--eval", nargs="+", metavar="PATH",
-                    help="images for the quantization-cost report (default: the bundled "
+                    help="images for the fidelity report (default: the bundled "
                          "sample photos not used for calibration)")
+    ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
+                    help="exit 1 when the fidelity to the float model is below this")
     ap.add_argument("--c-array", metavar="FILE.cc", help="also write the model as a C array")
     args = ap.parse_args(argv)
+    from . import missing_tensorflow
+    if problem := missing_tensorflow():
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    from .accuracy import eval_images, measure, size_line
+    from .calibration import load_images
+    try:
+        images = load_images(args.calib or list(DEFAULT_CALIB)) if args.mode == "int8" else None
+        eval_paths = eval_images(args.calib, args.eval)
+    except CalibrationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from .keras_model import load_model
     try:
         model, meta = load_model(args.model)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        data = quantize(model, meta, args.mode, args.calib, args.num, args.io)
-    except CalibrationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    data = quantize(model, meta, args.mode, None, args.num, args.io, images=images)
     write(args.output, data)
     print(f"wrote {args.output} ({len(data) / 1e6:.2f} MB, {args.mode})")
     if args.c_array:
@@ -146,10 +170,17 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.c_array, "w") as f:
             f.write(c_array(data, c_name(args.output)))
         print(f"wrote {args.c_array}")
-    from .accuracy import report_quantization_cost
-    print(report_quantization_cost(model, meta, args.output, args.model, args.calib,
-                                   args.eval))
-    return 0
+    if not eval_paths:
+        print("fidelity: no held-out images (pass --eval)")
+        return 0
+    if meta.leaky == "relu":
+        print(f"note: {args.model} was built with --leaky relu, so the reference below is its "
+              "ReLU float model, not darknet's leaky arithmetic; `python -m converters` "
+              "measures against the exact model")
+    fidelity = measure(model, meta, args.output, eval_paths)
+    print(fidelity.describe())
+    print(size_line(args.output, args.model))
+    return 0 if fidelity_ok(fidelity, args.min_fidelity, meta.leaky) else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from .native_log import native_stderr_captured
+
 log = logging.getLogger("yolo_tpu")
 
 EDGETPU_LIB = "libedgetpu.so.1"
@@ -123,5 +125,6 @@ def make_interpreter(model_path: str, device: str | Device = "auto", compiled: b
     else:
         interpreter, name = _cpu_interpreter(model_path)
         label = f"CPU via {name}, {os.cpu_count()} threads"
-    interpreter.allocate_tensors()
+    with native_stderr_captured():  # LiteRT's "INFO: Created ... XNNPACK delegate" line
+        interpreter.allocate_tensors()
     return interpreter, label
