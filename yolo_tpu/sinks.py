@@ -102,15 +102,24 @@ class VideoFile:
     finalizes a playable file (the writer writes the index on release) and a killed one
     leaves no half-written file under the final name. Frames of another size (a camera
     that reconnected at a new resolution) are resized to the first frame's.
+
+    `timed` (live sources): the file plays in real time whatever rate the frames came at.
+    A live source's reported rate is no guide (HTTP MJPEG says 25 whatever it sends) and
+    frames are dropped while the model is busy, so each frame is placed by its timestamp
+    on the file's constant-rate grid, as FFmpeg's `-vsync cfr` does: a frame is held until
+    the next one is due (repeated), and a frame due in a slot already written is left out.
     """
 
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps
+    def __init__(self, path: str, fps: float, timed: bool = False):
+        self.path, self.fps, self.timed = path, fps, timed
         self._fourcc = video_fourcc(path)
         self._target = partial_path(path)
         self._writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
-        self.frames = 0
+        self.frames = 0  # frames in the file, repeats included
+        self.left_out = 0  # timed: frames that arrived within an already written slot
+        self._t0: float | None = None
+        self._last: np.ndarray | None = None
 
     def _open(self, size: tuple[int, int]) -> None:
         folder = os.path.dirname(self.path)
@@ -123,12 +132,23 @@ class VideoFile:
             raise SinkError(f"{self.path}: OpenCV cannot open a {self._fourcc} video writer")
         self._writer, self.size = writer, size
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, t_ms: float | None = None) -> None:
         h, w = image.shape[:2]
         if self._writer is None:
             self._open((w, h))
         elif (w, h) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        if self.timed and t_ms is not None:
+            if self._t0 is None:
+                self._t0 = t_ms
+            slot = round((t_ms - self._t0) * self.fps / 1000.0)
+            if slot < self.frames:
+                self.left_out += 1
+                return
+            while self.frames < slot:  # the previous frame lasts until this one is due
+                self._writer.write(self._last)
+                self.frames += 1
+            self._last = image
         self._writer.write(image)
         self.frames += 1
 
@@ -160,7 +180,7 @@ class Window:
             raise SinkError(f"--show: cannot open a window ({str(e).strip().splitlines()[-1]}); "
                             "is there a display?") from None
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, t_ms: float | None = None) -> None:
         cv2.imshow(self.title, image)
         key = cv2.waitKey(1) & 0xFF
         visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)

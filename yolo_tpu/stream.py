@@ -44,7 +44,7 @@ class ResultSink(Protocol):
 
 class ImageSink(Protocol):
     """Takes every processed frame annotated (video file, window)."""
-    def write(self, image: np.ndarray) -> None: ...
+    def write(self, image: np.ndarray, t_ms: float) -> None: ...
     def close(self, complete: bool = True) -> None: ...
 
 
@@ -200,7 +200,7 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
                     annotated = draw_overlay(draw_detections(frame.image, dets),
                                              fps.tick(), ms)
                     for sink in images:
-                        sink.write(annotated)
+                        sink.write(annotated, frame.t_ms)
                         if getattr(sink, "closed", False):  # window closed, q or Esc
                             stats.stopped = True
                             halt.set()
