@@ -32,9 +32,9 @@ from .backends import BackendError, parse_device
 from .sources import SourceError, SourceSpec, camera_spec, expand_image_args, source_spec, \
     video_spec
 
-# The package's parent: the default model lives in the repo's build/ (`make demo` writes it).
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(ROOT, "build", "yolov3-tiny_int8.tflite")
+# Relative to the current folder, where `make demo` and `python -m converters` write it:
+# never inside the installed package (site-packages holds no model).
+DEFAULT_MODEL = os.path.join("build", "yolov3-tiny_int8.tflite")
 
 log = logging.getLogger("yolo_tpu")
 
@@ -157,8 +157,8 @@ positive_float = _bounded(float, "a number", 0.0, inclusive=False)
 def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
     """--model, --conf, --iou, --device, --max-det: shared by detect and batch."""
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="converted .tflite model (default: build/yolov3-tiny_int8.tflite "
-                        "in the repo, written by `make demo`)")
+                   help=f"converted .tflite model (default: {DEFAULT_MODEL} in the current "
+                        "folder, written by `make demo` or `python -m converters`)")
     p.add_argument("--conf", type=unit_interval, default=0.25,
                    help="score threshold, in (0, 1] (default 0.25)")
     p.add_argument("--iou", type=unit_interval, default=0.45,
@@ -289,6 +289,12 @@ def load_detector(args: argparse.Namespace):
     """The Detector, or None after a one-line error (model, device or backend problem)."""
     from .detector import Detector, ModelError  # numba-backed: import once we need it
     _quiet_failed_delegate()
+    if args.model == DEFAULT_MODEL and not os.path.exists(args.model):
+        _error(f"no --model given, and the default {DEFAULT_MODEL} is not in "
+               f"{os.getcwd()}: pass --model FILE.tflite, or build it here with `make demo` "
+               "or `python -m converters CFG WEIGHTS --out-dir build` (needs `pip install "
+               "'.[convert]'`)")
+        return None
     try:
         return Detector(args.model, device=args.device, conf=args.conf, iou=args.iou,
                         max_det=args.max_det)
@@ -482,7 +488,7 @@ def run_stream(args: argparse.Namespace) -> int:
         if args.json:
             results.append(JsonLines(args.json, spec.name))
         if save:
-            images.append(VideoFile(save, source.write_fps))
+            images.append(VideoFile(save, source.write_fps, timed=source.live))
     except SinkError as e:
         _error(str(e))
         for sink in results + images:

@@ -1,0 +1,86 @@
+"""A runtime-only install (`pip install .`, no TensorFlow): the converter says what to
+install in one line, and `detect` looks for its default model in the current folder, never
+inside site-packages.
+
+The project is installed as a wheel into a folder of its own, beside the shared
+environment's packages minus TensorFlow and Keras, and run with `python -S` so nothing
+else is on the path."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+from conftest import CFG, ROOT, SAMPLES, WEIGHTS
+
+HEAVY = ("tensorflow", "keras", "tf_keras", "tensorboard", "tf-keras")
+
+
+@pytest.fixture(scope="module")
+def runtime_env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runtime-install")
+    src, site, deps = base / "src", base / "site", base / "deps"
+    src.mkdir()
+    for name in ("yolo_tpu", "converters"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                        "--no-build-isolation", "--target", str(site), str(src)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    deps.mkdir()
+    purelib = sysconfig.get_paths()["purelib"]
+    for entry in os.listdir(purelib):
+        if not entry.lower().startswith(HEAVY) and not entry.startswith(("yolo_tpu", "__editable__")):
+            os.symlink(os.path.join(purelib, entry), deps / entry)
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{deps}"}
+    work = base / "work"
+    work.mkdir()
+    return env, work, site
+
+
+def run(env, cwd, *args):
+    return subprocess.run([sys.executable, "-S", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd)
+
+
+def test_install_has_no_tensorflow(runtime_env):
+    env, work, site = runtime_env
+    r = run(env, work, "-c", "import importlib.util as u, converters, yolo_tpu; "
+            "print(u.find_spec('tensorflow'), converters.__file__)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("None ") and str(site) in r.stdout
+
+
+@pytest.mark.parametrize("module", ["converters", "converters.darknet", "converters.quantize"])
+def test_converter_without_tensorflow_says_what_to_install(runtime_env, module):
+    env, work, _ = runtime_env
+    args = {"converters": [str(CFG), str(WEIGHTS)],
+            "converters.darknet": [str(CFG), str(WEIGHTS), "-o", "x.keras"],
+            "converters.quantize": ["x.keras", "-o", "x.tflite"]}[module]
+    r = run(env, work, "-m", module, *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: the converter needs TensorFlow")
+    assert "pip install '.[convert]'" in r.stderr
+    assert not any(work.iterdir())
+
+
+def test_detect_default_model_is_in_the_current_folder(runtime_env, tiny_int8_model):
+    env, work, _ = runtime_env
+    image = str(SAMPLES / "dog.jpg")
+    r = run(env, work, "-m", "yolo_tpu.detect", "--image", image)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "build/yolov3-tiny_int8.tflite" in r.stderr and str(work) in r.stderr
+    assert "site-packages" not in r.stderr and "--model" in r.stderr
+    (work / "build").mkdir()
+    shutil.copy(tiny_int8_model, work / "build" / "yolov3-tiny_int8.tflite")
+    r = run(env, work, "-m", "yolo_tpu.detect", "--image", image)
+    assert r.returncode == 0, r.stderr
+    assert "dog" in r.stdout
