@@ -169,7 +169,8 @@ def test_folder_glob_and_file(clips, full_run):
     # one jsonl and one mp4 per input, nothing else: no .partial left, notes.txt and skip.avi
     # not taken, and the two clip.mp4 get distinct names
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{s}.jsonl" for s in stems] + [f"{s}.mp4" for s in stems] + ["summary.json"])
+        [f"{s}.jsonl" for s in stems] + [f"{s}.mp4" for s in stems] + ["summary.json"]
+        + [f".{s}.settings.json" for s in stems])
 
     counts, totals = {}, Counter()
     for stem, source in clips.items():
@@ -256,6 +257,50 @@ def test_every_third_frame(clips, full_run, tiny_int8_model, tmp_path):
     assert partials(tmp_path) == []
 
 
+def test_log_lines_when_not_on_a_terminal(clips, tiny_int8_model, tmp_path):
+    """stderr to a file or pipe: no bars, but a line as each video starts and ends, and
+    progress lines in between (--log-every)."""
+    r = run_batch(str(clips["zoo"]), str(clips["clip"]), "--out", str(tmp_path),
+                  "--log-every", "0.05", model=tiny_int8_model)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("yolo_tpu: [")]
+    assert lines[0] == "yolo_tpu: [1/2] zoo.mp4: started (32 frames)"
+    assert "yolo_tpu: [1/2] zoo.mp4: ok, 32 frames, " in "\n".join(lines)
+    assert "yolo_tpu: [2/2] clip.mp4: started (36 frames)" in lines
+    assert re.match(r"yolo_tpu: \[2/2\] clip\.mp4: ok, 36 frames, [\d.]+ FPS$", lines[-1])
+    ticks = [line for line in lines if "overall" in line]
+    assert ticks, r.stderr
+    assert re.search(r": \d+/\d+ frames; overall \d+/68 frames, [\d.]+ frames/s", ticks[0])
+
+
+def test_resume_redoes_inputs_made_with_other_settings(clips, tiny_int8_model, tmp_path):
+    """--resume after a change of --every, --conf or the model: those outputs are redone,
+    saying why; with the same settings they are kept."""
+    out = tmp_path / "out"
+    base = (str(clips["zoo"]), "--out", str(out))
+    assert run_batch(*base, model=tiny_int8_model).returncode == 0
+    settings = json.loads((out / ".zoo.settings.json").read_text())
+    assert settings["every"] == 1 and settings["conf"] == 0.25 and settings["model_sha256"]
+    assert json.loads((out / "summary.json").read_text())["videos"][0]["settings"] == settings
+
+    same = run_batch(*base, "--resume", model=tiny_int8_model)
+    assert "yolo_tpu: resume: 1 of 1 inputs already done" in same.stderr.splitlines()
+
+    r = run_batch(*base, "--resume", "--every", "3", model=tiny_int8_model)
+    assert r.returncode == 0, r.stderr
+    assert f"yolo_tpu: resume: {clips['zoo']}: redoing, --every was 1, now 3" \
+        in r.stderr.splitlines()
+    assert "yolo_tpu: resume: 0 of 1 inputs already done" in r.stderr.splitlines()
+    assert [d["frame"] for d in jsonl(out / "zoo.jsonl")] == list(range(0, 32, 3))
+
+    r = run_batch(*base, "--resume", "--every", "3", "--conf", "0.5", model=tiny_int8_model)
+    assert "redoing, --conf was 0.25, now 0.5" in r.stderr
+    other = tmp_path / "other.tflite"
+    other.write_bytes(tiny_int8_model.read_bytes() + b"\0")  # another file, same model
+    r = run_batch(*base, "--resume", "--every", "3", "--conf", "0.5", model=other)
+    assert f"redoing, made with another model ({tiny_int8_model})" in r.stderr, r.stderr
+
+
 # ---------------------------------------------------------------- broken inputs
 
 def test_broken_inputs_are_listed_and_the_batch_goes_on(tiny_int8_model, tmp_path):
@@ -289,9 +334,10 @@ def test_broken_inputs_are_listed_and_the_batch_goes_on(tiny_int8_model, tmp_pat
     assert frames == sorted(set(frames)) and 30 < len(frames) < 60 and frames[-1] == 59
     assert frame_count(out / "holes.mp4") == len(frames)
     # nothing for the unopenable ones, nothing half-written
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir()) == sorted([
         "good1.jsonl", "good1.mp4", "good2.jsonl", "good2.mp4", "holes.jsonl", "holes.mp4",
         "short.jsonl", "short.mp4", "summary.json"]
+        + [f".{s}.settings.json" for s in ("good1", "good2", "holes", "short")])
 
     # the failures are the last lines, one each, naming the file and the problem
     tail = r.stderr.splitlines()
@@ -376,7 +422,8 @@ def test_sigkill_then_resume(tiny_int8_model, tmp_path):
     assert mtimes(out, "a") == done_before
     assert partials(out) == []
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{s}.{ext}" for s in sources for ext in ("jsonl", "mp4")] + ["summary.json"])
+        [f"{s}.{ext}" for s in sources for ext in ("jsonl", "mp4")] + ["summary.json"]
+        + [f".{s}.settings.json" for s in sources])
     for stem, source in sources.items():
         assert_complete(out, stem, source, counts[stem])
     summary = json.loads((out / "summary.json").read_text())
@@ -422,7 +469,8 @@ def test_signal_stops_cleanly_and_resume_redoes_the_video(tiny_int8_model, tmp_p
     assert_no_traceback(stderr)
     assert "--resume" in stderr.splitlines()[-1]
     # a is complete; b (in progress) left nothing, not even partial files; c never started
-    assert sorted(p.name for p in out.iterdir()) == ["a.jsonl", "a.mp4", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".a.settings.json", "a.jsonl", "a.mp4",
+                                                    "summary.json"]
     assert_complete(out, "a", sources["a"], 30)
     summary = json.loads((out / "summary.json").read_text())
     assert [(v["input"], v["status"]) for v in summary["videos"]] == [

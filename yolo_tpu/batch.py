@@ -6,8 +6,13 @@ per input and the totals; a table is printed at the end.
 
 Every output is written under a hidden partial name and renamed when complete, so a run
 killed at any moment (even `kill -9`) leaves only complete outputs; `--resume` then skips
-the inputs whose outputs are all there. A video that fails (cannot be opened, damaged,
-truncated) is listed at the end and makes the exit status 1; the batch goes on.
+the inputs whose outputs are all there and were made with the same settings (model file,
+--conf, --iou, --max-det, --every, recorded beside them in `.<name>.settings.json`), and
+redoes the others, saying why. A video that fails (cannot be opened, damaged, truncated)
+is listed at the end and makes the exit status 1; the batch goes on.
+
+Progress: bars on a terminal; otherwise (a log file, a pipe, a service) a line as each
+video starts and ends, and a progress line every --log-every seconds.
 
 Exit status: 0 all inputs done; 1 some failed (the rest are done); 2 nothing could run
 (model, device, arguments, no inputs); 130 / 143 stopped by SIGINT / SIGTERM (the video in
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -28,12 +34,14 @@ from typing import Any
 
 from . import __version__
 from .detect import _error, _setup_logging, add_model_args, device_ok, load_detector, \
-    positive_int
+    positive_float, positive_int
 from .sinks import PARTIAL, JsonLines, VideoFile
 from .sources import SourceError, VideoSource, expand_video_args, video_spec
 
 log = logging.getLogger("yolo_tpu")
 SUMMARY = "summary.json"
+# What the outputs depend on; --device and --save-video do not change the detections.
+SETTINGS_KEYS = ("model_sha256", "conf", "iou", "max_det", "every")
 
 
 @dataclass
@@ -56,8 +64,102 @@ class Job:
     def outputs(self) -> list[str]:
         return [self.json_path] + ([self.video_path] if self.save_video else [])
 
+    @property
+    def settings_path(self) -> str:
+        return os.path.join(self.out_dir, f".{self.stem}.settings.json")
+
     def done(self) -> bool:
         return all(os.path.exists(p) for p in self.outputs())
+
+
+def file_sha256(path: str) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None  # reported when the model is loaded
+    return h.hexdigest()
+
+
+def current_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {"model": args.model, "model_sha256": file_sha256(args.model), "conf": args.conf,
+            "iou": args.iou, "max_det": args.max_det, "every": args.every}
+
+
+def recorded_settings(job: Job) -> dict[str, Any] | None:
+    try:
+        with open(job.settings_path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def settings_change(recorded: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
+    """Why outputs made with `recorded` settings are not what `current` would make, or None."""
+    if not isinstance(recorded, dict):
+        return "no record of the settings that made its outputs"
+    changes = [f"--{k.replace('_', '-')} was {recorded.get(k)}, now {current[k]}"
+               for k in SETTINGS_KEYS if k != "model_sha256" and recorded.get(k) != current[k]]
+    if recorded.get("model_sha256") != current["model_sha256"]:
+        changes.insert(0, f"made with another model ({recorded.get('model')})")
+    return "; ".join(changes) or None
+
+
+def write_settings(job: Job, settings: dict[str, Any]) -> None:
+    """Beside the outputs, after they are renamed complete (and removed before they are
+    redone), so a recorded setting always describes the outputs that are there."""
+    tmp = os.path.join(job.out_dir, f".{job.stem}.settings{PARTIAL}.json")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(settings, f, indent=1)
+    os.replace(tmp, job.settings_path)
+
+
+class LogProgress:
+    """Progress for a log (stderr not a terminal, so no bars): a line as each video starts
+    and ends, and one every `period` seconds in between."""
+
+    def __init__(self, jobs: int, total_frames: int, period: float):
+        self.jobs, self.total, self.period = jobs, total_frames, period
+        self.enabled = not sys.stderr.isatty()
+        self.done = 0
+        self.start = self.last = time.monotonic()
+        self.n, self.name, self.expected, self.frames = 0, "", 0, 0
+
+    def _line(self, text: str) -> None:
+        if self.enabled:
+            print(f"yolo_tpu: [{self.n}/{self.jobs}] {self.name}: {text}", file=sys.stderr,
+                  flush=True)
+
+    def begin(self, job: Job, expected: int) -> None:
+        self.n += 1
+        self.name, self.expected, self.frames = os.path.basename(job.source), expected, 0
+        self._line(f"started ({expected or 'unknown number of'} frames)")
+
+    def frame(self, every: int) -> None:
+        self.frames += 1
+        self.done += every
+        now = time.monotonic()
+        if now - self.last < self.period:
+            return
+        self.last = now
+        of = f"/{self.expected}" if self.expected else ""
+        rate = self.done / max(now - self.start, 1e-9)
+        overall = f"overall {self.done}/{self.total} frames" if self.total else \
+            f"overall {self.done} frames"
+        eta = f", ETA {_duration((self.total - self.done) / rate)}" \
+            if self.total and rate > 0 and self.done < self.total else ""
+        self._line(f"{self.frames}{of} frames; {overall}, {rate:.1f} frames/s{eta}")
+
+    def end(self, record: dict[str, Any]) -> None:
+        fps = f", {record['fps']:.1f} FPS" if record.get("fps") else ""
+        self._line(f"{record['status']}, {record.get('frames') or 0} frames{fps}")
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def plan(sources: list[str], out_dir: str, save_video: bool) -> list[Job]:
@@ -94,14 +196,20 @@ def count_frames(path: str) -> int:
         return 0
 
 
-def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any]:
+def process(detector: Any, job: Job, settings: dict[str, Any], stop, overall,
+            progress: LogProgress) -> dict[str, Any]:
     """Run one video into its outputs; the record of what happened (never raises for input
     problems: they become the record's error)."""
     from tqdm import tqdm
 
     from .stream import damage, run as run_loop
+    every = settings["every"]
     record: dict[str, Any] = {"input": job.source, "outputs": job.outputs(), "status": "ok",
-                              "error": None}
+                              "error": None, "settings": settings}
+    try:
+        os.remove(job.settings_path)  # the outputs there are about to be replaced
+    except FileNotFoundError:
+        pass
     try:
         source = VideoSource(video_spec(job.source)).open()
     except SourceError as e:
@@ -113,10 +221,12 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
     bar = tqdm(total=expected or None, unit="frame",
                desc=os.path.basename(job.source), file=sys.stderr, position=1, leave=False,
                disable=None, dynamic_ncols=True)
+    progress.begin(job, expected)
 
     def on_frame(*_: Any) -> None:
         bar.update(1)
         overall.update(every)
+        progress.frame(every)
 
     try:
         stats = run_loop(detector, source, results, images, stop=stop, every=every,
@@ -129,6 +239,8 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
     complete = not stop.is_set()
     for sink in results + images:
         sink.close(complete=complete)
+    if complete:
+        write_settings(job, settings)
     record.update(stats.to_dict())
     record.update(expected_frames=expected or None, every=every)
     if not complete:
@@ -139,6 +251,7 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
         record.update(status="failed", error=f"{job.source}: no frame could be decoded")
     elif problem := damage(stats, source, every):
         record.update(status="failed", error=problem)
+    progress.end(record)
     return record
 
 
@@ -146,7 +259,7 @@ def recount(job: Job, previous: dict[str, Any] | None) -> dict[str, Any]:
     """The record of an input done by an earlier run: its summary entry, else counted from
     its JSON lines (frames and detections per class)."""
     if previous and previous.get("input") == job.source:
-        return {**previous, "resumed": True}
+        return {**previous, "settings": recorded_settings(job), "resumed": True}
     frames, per_class = 0, Counter()
     with open(job.json_path, encoding="utf-8") as f:
         for line in f:
@@ -154,7 +267,7 @@ def recount(job: Job, previous: dict[str, Any] | None) -> dict[str, Any]:
             per_class.update(d["label"] for d in json.loads(line)["detections"])
     return {"input": job.source, "outputs": job.outputs(), "status": "ok", "error": None,
             "frames": frames, "fps": None, "detections": dict(sorted(per_class.items())),
-            "resumed": True}
+            "settings": recorded_settings(job), "resumed": True}
 
 
 def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Namespace,
@@ -166,6 +279,7 @@ def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Na
     for r in done:
         totals.update(r.get("detections") or {})
     summary = {"model": args.model, "every": args.every,
+               "settings": current_settings(args),
                "inputs": len(records), "ok": sum(r["status"] == "ok" for r in done),
                "failed": [r["input"] for r in done if r["status"] == "failed"],
                "not_found": [str(e) for e in missing or []],
@@ -216,6 +330,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run the model on every Nth frame (default 1: all)")
     p.add_argument("--save-video", action="store_true",
                    help="also write the annotated video DIR/<name>.mp4")
+    p.add_argument("--log-every", type=positive_float, default=10.0, metavar="SECONDS",
+                   help="when stderr is not a terminal (no progress bars): a progress line "
+                        "this often (default 10)")
     add_model_args(p, "frame")
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
     return p.parse_args(argv)
@@ -245,7 +362,15 @@ def run(args: argparse.Namespace) -> int:
                    "choose another folder")
             return 2
     previous = _previous_records(args.out) if args.resume else {}
-    todo = [j for j in jobs if not (args.resume and j.done())]
+    settings = current_settings(args)
+    todo = []
+    for job in jobs:
+        if args.resume and job.done():
+            why = settings_change(recorded_settings(job), settings)
+            if why is None:
+                continue
+            log.info("resume: %s: redoing, %s", job.source, why)
+        todo.append(job)
     if args.resume:
         log.info("resume: %d of %d inputs already done", len(jobs) - len(todo), len(jobs))
     records: list[dict[str, Any]] = [
@@ -256,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
     total = sum(count_frames(j.source) for j in todo)
     overall = tqdm(total=total or None, unit="frame", desc=f"{len(todo)} videos",
                    file=sys.stderr, position=0, disable=None, dynamic_ncols=True)
+    progress = LogProgress(len(todo), total, args.log_every)
     start = time.perf_counter()
     with stop_on_signals() as stop:
         try:
@@ -264,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 if stop.is_set():
                     break
-                records[i] = process(detector, job, args.every, stop, overall)
+                records[i] = process(detector, job, settings, stop, overall, progress)
                 if records[i]["status"] == "failed":
                     overall.write(f"error: {records[i]['error']}", file=sys.stderr)
                 write_summary(args.out, records, args, missing)
