@@ -8,6 +8,7 @@ else is on the path."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,3 +85,24 @@ def test_detect_default_model_is_in_the_current_folder(runtime_env, tiny_int8_mo
     r = run(env, work, "-m", "yolo_tpu.detect", "--image", image)
     assert r.returncode == 0, r.stderr
     assert "dog" in r.stdout
+
+
+NOTICE = "yolo_tpu: compiling the detection kernels once for this install"
+
+
+def test_first_run_compiles_once_with_a_notice(runtime_env, tiny_int8_model, tmp_path):
+    """A fresh install has no numba cache: the first run says it compiles (before the first
+    detection, so no reported time includes it), the next run loads the cache silently."""
+    env, _, _ = runtime_env
+    args = ("-m", "yolo_tpu.detect", "--model", str(tiny_int8_model), "--image",
+            str(SAMPLES / "dog.jpg"))
+    env = {**env, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    first = run(env, tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count(NOTICE) == 1, first.stderr
+    assert first.stderr.index(NOTICE) < first.stderr.index("yolo_tpu: 1 image")
+    second = run(env, tmp_path, *args)
+    assert second.returncode == 0 and NOTICE not in second.stderr, second.stderr
+    timing = re.compile(r"\([\d.]+ ms\)")
+    assert timing.sub("", second.stdout) == timing.sub("", first.stdout)
+    assert list((tmp_path / "numba").rglob("*.nbi"))  # the cache it loaded from

@@ -72,6 +72,19 @@ class Detector:
         self._lut = _input_lut(self.input_dtype, *inp["quantization"])
         self._outputs, self._quant = self._match_heads(self.interpreter.get_output_details())
         self._buffer: np.ndarray | None = None
+        self._compile_kernels()
+
+    def _compile_kernels(self) -> None:
+        """First run after an install: say so, then compile the numba kernels here (they
+        are cached on disk), so no detection, and no reported time, includes compiling."""
+        from .nms import compile_kernels, uncompiled_kernels
+        decode = "_decode_float" if any(q is None for q in self._quant) else "_decode_quantized"
+        if not uncompiled_kernels({decode, "_group_by_class", "_greedy"}):
+            return
+        log.info("compiling the detection kernels once for this install (10-30 s); later "
+                 "runs load them from numba's cache")
+        compile_kernels()
+        self(np.zeros((self.meta.height, self.meta.width, 3), np.uint8))
 
     def _match_heads(self, details: list[dict]) -> tuple[list[int], list]:
         """Output tensor index and (scale, zero_point) per head, matched by grid size."""
