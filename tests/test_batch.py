@@ -284,13 +284,13 @@ def test_resume_redoes_inputs_made_with_other_settings(clips, tiny_int8_model, t
     assert json.loads((out / "summary.json").read_text())["videos"][0]["settings"] == settings
 
     same = run_batch(*base, "--resume", model=tiny_int8_model)
-    assert "yolo_tpu: resume: 1 of 1 inputs already done" in same.stderr.splitlines()
+    assert "yolo_tpu: resume: 1 of 1 input already done" in same.stderr.splitlines()
 
     r = run_batch(*base, "--resume", "--every", "3", model=tiny_int8_model)
     assert r.returncode == 0, r.stderr
     assert f"yolo_tpu: resume: {clips['zoo']}: redoing, --every was 1, now 3" \
         in r.stderr.splitlines()
-    assert "yolo_tpu: resume: 0 of 1 inputs already done" in r.stderr.splitlines()
+    assert "yolo_tpu: resume: 0 of 1 input already done" in r.stderr.splitlines()
     assert [d["frame"] for d in jsonl(out / "zoo.jsonl")] == list(range(0, 32, 3))
 
     r = run_batch(*base, "--resume", "--every", "3", "--conf", "0.5", model=tiny_int8_model)
@@ -342,7 +342,7 @@ def test_broken_inputs_are_listed_and_the_batch_goes_on(tiny_int8_model, tmp_pat
     # the failures are the last lines, one each, naming the file and the problem
     tail = r.stderr.splitlines()
     done = next(i for i, line in enumerate(tail) if " videos done, " in line)
-    assert "2 of 6 videos done, 4 failed, 1 inputs not found" in tail[done]
+    assert "2 of 6 videos done, 4 failed, 1 input not found" in tail[done]
     problems = {gone: "no such file", short: f"{k} of 60 frames", holes: "undecodable",
                 cut: "moov", text: "cannot open as a video"}
     listed = tail[done + 1:]

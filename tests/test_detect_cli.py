@@ -101,6 +101,7 @@ def test_save_writes_annotated_copies(tiny_int8_model, tmp_path):
     out = tmp_path / "annotated"
     r = run_cli("--image", "samples/", "--save", str(out), model=tiny_int8_model)
     assert r.returncode == 0, r.stderr
+    assert "XNNPACK" not in r.stderr  # LiteRT's INFO line, written past Python
     assert sorted(p.name for p in out.iterdir()) == SAMPLE_NAMES
     for name in SAMPLE_NAMES:
         original = cv2.imread(str(SAMPLES / name))
@@ -117,6 +118,56 @@ def test_save_refuses_the_input_folder(tiny_int8_model, tmp_path):
     r = run_cli("--image", str(image), "--save", str(tmp_path), model=tiny_int8_model)
     assert r.returncode == 2
     assert "overwrite" in r.stderr and image.read_bytes() == (SAMPLES / "dog.jpg").read_bytes()
+
+
+def test_save_one_image_to_a_file(capsys, tiny_int8_model, tmp_path):
+    out = tmp_path / "sub" / "dog_annotated.jpg"
+    argv = ["--model", str(tiny_int8_model), "--image", "samples/dog.jpg", "--save", str(out)]
+    assert detect.main(argv) == 0, capsys.readouterr().err
+    assert out.is_file()
+    assert cv2.imread(str(out)).shape == cv2.imread(str(SAMPLES / "dog.jpg")).shape
+
+
+@pytest.mark.parametrize("case", ["existing-file", "several-images"])
+def test_save_target_that_cannot_work_is_explained(capsys, tiny_int8_model, tmp_path, case):
+    if case == "existing-file":
+        target = tmp_path / "notes"
+        target.write_text("mine\n")
+        images, why = ["samples/dog.jpg"], "is an existing file, not a folder"
+    else:
+        target = tmp_path / "out.jpg"
+        images, why = ["samples/dog.jpg", "samples/kite.jpg"], "names one image file, but 2"
+    argv = ["--model", str(tiny_int8_model), "--image", *images, "--save", str(target)]
+    assert detect.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --save {target}: ") and why in err
+    assert not (tmp_path / "out.jpg").exists()
+    if case == "existing-file":
+        assert target.read_text() == "mine\n"
+
+
+def test_counts_are_worded_in_the_singular_for_one():
+    from collections import Counter
+
+    from yolo_tpu.stream import Stats
+    assert detect._summary([12.0], 1, 1).startswith("1 image, 1 detection, 1 failure, ")
+    assert detect._summary([1.0, 2.0], 2, 0).startswith("2 images, 2 detections, 0 failures, ")
+    s = Stats(frames=1, decode_errors=1, reconnects=1, per_class=Counter(dog=1)).summary()
+    assert s.startswith("1 frame, 0 dropped, 1 decode error, 1 detection, ")
+    assert s.endswith(", 1 reconnect")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"conf": 2}, "conf must be in (0, 1], got 2"),
+    ({"conf": 0}, "conf must be in (0, 1], got 0"),
+    ({"iou": -0.1}, "iou must be in (0, 1], got -0.1"),
+    ({"max_det": 0}, "max_det must be a positive integer, got 0"),
+])
+def test_detector_rejects_meaningless_thresholds(tiny_int8_model, kwargs, message):
+    from yolo_tpu import Detector
+    with pytest.raises(ValueError) as e:
+        Detector(str(tiny_int8_model), "cpu", **kwargs)
+    assert str(e.value) == message
 
 
 # ---------------------------------------------------------------- image kinds

@@ -33,10 +33,10 @@ from yolo_tpu import detect
 SIZE = (320, 240)  # width, height of the camera's frames
 KEYS = {"source", "frame", "t_ms", "width", "height", "detections"}
 SUMMARY = re.compile(
-    r"^yolo_tpu: (?P<source>\S+): (?P<frames>\d+) frames, (?P<dropped>\d+) dropped, "
-    r"(?P<decode_errors>\d+) decode errors, (?P<detections>\d+) detections, "
+    r"^yolo_tpu: (?P<source>\S+): (?P<frames>\d+) frames?, (?P<dropped>\d+) dropped, "
+    r"(?P<decode_errors>\d+) decode errors?, (?P<detections>\d+) detections?, "
     r"(?P<fps>[\d.]+) FPS, inference ms p50 (?P<p50>[\d.]+) p90 (?P<p90>[\d.]+) "
-    r"p99 (?P<p99>[\d.]+)(?:, (?P<reconnects>\d+) reconnects)?$", re.M)
+    r"p99 (?P<p99>[\d.]+)(?:, (?P<reconnects>\d+) reconnects?)?$", re.M)
 CLI_TIMEOUT = 60  # seconds; a run that takes longer is a hang
 
 

@@ -37,6 +37,7 @@ from .detect import _error, _setup_logging, add_model_args, device_ok, load_dete
     positive_float, positive_int
 from .sinks import PARTIAL, JsonLines, VideoFile
 from .sources import SourceError, VideoSource, expand_video_args, video_spec
+from .text import counted
 
 log = logging.getLogger("yolo_tpu")
 SUMMARY = "summary.json"
@@ -372,7 +373,8 @@ def run(args: argparse.Namespace) -> int:
             log.info("resume: %s: redoing, %s", job.source, why)
         todo.append(job)
     if args.resume:
-        log.info("resume: %d of %d inputs already done", len(jobs) - len(todo), len(jobs))
+        log.info("resume: %d of %s already done", len(jobs) - len(todo),
+                 counted(len(jobs), "input"))
     records: list[dict[str, Any]] = [
         {} if j in todo else recount(j, previous.get(j.source)) for j in jobs]
     detector = load_detector(args) if todo else None
@@ -401,8 +403,8 @@ def run(args: argparse.Namespace) -> int:
     print(table(records), flush=True)
     elapsed = time.perf_counter() - start
     done = sum(1 for r in records if r and r["status"] == "ok")
-    print(f"yolo_tpu: {done} of {len(jobs)} videos done, {len(failed)} failed, "
-          f"{len(missing)} inputs not found, {elapsed:.1f} s; summary: "
+    print(f"yolo_tpu: {done} of {counted(len(jobs), 'video')} done, {len(failed)} failed, "
+          f"{counted(len(missing), 'input')} not found, {elapsed:.1f} s; summary: "
           f"{os.path.join(args.out, SUMMARY)}", file=sys.stderr, flush=True)
     for e in missing:  # again at the end, with the other failures: the start has scrolled away
         _error(str(e))

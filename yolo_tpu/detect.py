@@ -31,6 +31,7 @@ from . import __version__
 from .backends import BackendError, parse_device
 from .sources import SourceError, SourceSpec, camera_spec, expand_image_args, source_spec, \
     video_spec
+from .text import counted
 
 # Relative to the current folder, where `make demo` and `python -m converters` write it:
 # never inside the installed package (site-packages holds no model).
@@ -198,7 +199,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="a stream (rtsp://, http(s):// MJPEG, udp://, ...), a camera or a "
                           "video file: whatever OpenCV's FFmpeg opens")
     p.add_argument("--save", metavar="PATH",
-                   help="images: a folder for annotated copies (same file names); video: "
+                   help="images: a folder for annotated copies (same file names), or for "
+                        "one image the annotated file (out.jpg); video: "
                         "the annotated video file (.mp4, .avi, ...; a folder gets "
                         "<source name>.mp4), at the source's size and frame rate")
     p.add_argument("--json", metavar="FILE",
@@ -271,6 +273,34 @@ def _quiet_failed_delegate() -> None:
     sys.unraisablehook = hook
 
 
+def _check_image_save(args: argparse.Namespace, files: list[str]) -> str | None:
+    """Why --save cannot take the annotated images, or None. A folder takes copies under
+    the inputs' names; for one input, a name with an image extension is the file itself
+    (`args.save_file`)."""
+    from .sources import IMAGE_EXTENSIONS
+    save = args.save
+    args.save_file = None
+    if os.path.isdir(save):
+        return _check_save_dir(save, files)
+    if os.path.splitext(save)[1].lower() in IMAGE_EXTENSIONS:
+        if len(files) != 1:
+            return (f"--save {save}: names one image file, but {len(files)} images were "
+                    "given; pass a folder for their annotated copies")
+        if os.path.exists(save) and os.path.samefile(save, files[0]):
+            return f"--save {save}: is the input image; it would be overwritten"
+        folder = os.path.dirname(save) or "."
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            return f"--save {save}: {e.strerror or e}"
+        args.save_file = save
+        return None
+    if os.path.exists(save):
+        return (f"--save {save}: is an existing file, not a folder; pass a folder for the "
+                "annotated copies (or, for one image, an image file name such as out.jpg)")
+    return _check_save_dir(save, files)
+
+
 def _check_save_dir(folder: str, files: list[str]) -> str | None:
     """Why annotated copies cannot go to `folder` (would overwrite an input), or None."""
     target = os.path.realpath(folder)
@@ -329,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
         _error(str(e))
     if not files:
         return 2
-    if args.save and (problem := _check_save_dir(args.save, files)):
+    if args.save and (problem := _check_image_save(args, files)):
         _error(problem)
         return 2
     detector = load_detector(args)
@@ -371,7 +401,7 @@ def _summary(times: list[float], n_dets: int, failures: int) -> str:
     first call), so the steady-state figure is given beside the plain mean.
     """
     n = len(times)
-    text = f"{n} image{'s' * (n != 1)}, {n_dets} detections, {failures} failures"
+    text = f"{counted(n, 'image')}, {counted(n_dets, 'detection')}, {counted(failures, 'failure')}"
     if n:
         text += f", {sum(times) / n:.1f} ms/image mean"
     if n > 1:
@@ -403,7 +433,7 @@ def _process(detector, files: list[str], args: argparse.Namespace, json_out: IO[
             json_out.flush()  # a crash or Ctrl-C later must not lose lines already produced
         print(summary_line(path, image, dets, ms), file=text_out, flush=True)
         if args.save:
-            out = save_path(args.save, path, saved)
+            out = args.save_file or save_path(args.save, path, saved)
             try:
                 ok = cv2.imwrite(out, draw_detections(image, dets))
             except cv2.error as e:

@@ -54,6 +54,11 @@ class Detector:
         if not os.path.exists(model):
             raise ModelError(f"{model}: no such model file (build it with `make demo` or "
                              "`python -m converters`)")
+        for name, value in (("conf", conf), ("iou", iou)):
+            if not 0 < value <= 1:  # NaN fails too
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        if int(max_det) != max_det or max_det < 1:
+            raise ValueError(f"max_det must be a positive integer, got {max_det!r}")
         self.model_path = model
         self.conf, self.iou, self.max_det, self.agnostic = conf, iou, max_det, agnostic
         self.meta, self.compiled = read_model_info(model)

@@ -29,6 +29,7 @@ import numpy as np
 from .detections import Detections
 from .draw import draw_detections
 from .sources import Frame, SourceError, VideoSource
+from .text import counted
 
 __all__ = ["Stats", "Newest", "ResultSink", "ImageSink", "StopEvent", "run", "draw_overlay",
            "stop_on_signals"]
@@ -74,11 +75,12 @@ class Stats:
     def summary(self) -> str:
         """`240 frames, 0 dropped, 0 decode errors, 41.2 FPS, inference ms p50 9.1 p90 ...`."""
         p50, p90, p99 = self.percentiles()
-        text = (f"{self.frames} frames, {self.dropped} dropped, {self.decode_errors} decode "
-                f"errors, {sum(self.per_class.values())} detections, {self.fps:.1f} FPS, "
+        text = (f"{counted(self.frames, 'frame')}, {self.dropped} dropped, "
+                f"{counted(self.decode_errors, 'decode error')}, "
+                f"{counted(sum(self.per_class.values()), 'detection')}, {self.fps:.1f} FPS, "
                 f"inference ms p50 {p50:.1f} p90 {p90:.1f} p99 {p99:.1f}")
         if self.reconnects:
-            text += f", {self.reconnects} reconnects"
+            text += f", {counted(self.reconnects, 'reconnect')}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
