@@ -60,7 +60,11 @@ struct edgetpu_device { enum edgetpu_device_type type; const char *path; };
 #define TENSOR_SIZE 112 /* sizeof(TfLiteTensor) in the LiteRT the tests run */
 #endif
 
-static void crash(void) { volatile int *p = 0; *p = 1; }
+/* A real invalid write (SIGSEGV), through a pointer the compiler cannot see is null. */
+static void crash(void) {
+  volatile int *p = (volatile int *)(uintptr_t)strtoul("0", NULL, 10);
+  *p = 1;
+}
 
 const char *edgetpu_version(void) {
   return "BuildLabel(COMPILER=stand-in,DATE=redacted,TIME=redacted), RuntimeVersion(14)";
