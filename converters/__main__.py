@@ -72,12 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     stage(3, total, "Edge TPU op check (prediction)")
     from .edgetpu_check import check_model, format_report
-    from .edgetpu_memory import MemoryEstimate, compiler_lines, parameter_bytes
+    from .edgetpu_memory import summary_lines
     from yolo_tpu.tflite_file import read_model
     parsed = read_model(tflite_path)
     report = check_model(parsed, tflite_path)
     print(format_report(report))
-    memory = MemoryEstimate(parameter_bytes(parsed, [op.mapped for op in report.ops]))
     compiled_ok, compiler_report = True, None
     if total == 4:
         stage(4, total, "edgetpu_compiler")
@@ -91,11 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsummary")
     print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
-    for line in memory.lines():
+    sizes = compiler_report.memory if compiler_report is not None else None
+    for line in summary_lines(parsed, [op.mapped for op in report.ops], sizes):
         print(f"  {line}")
-    if compiler_report is not None:
-        for line in compiler_lines(compiler_report.memory):
-            print(f"  {line}")
     print(f"  {cost}")
     print(f"  wrote {keras_path} and {tflite_path}")
     return 0 if report.all_mapped and compiled_ok else 1

@@ -99,3 +99,10 @@ def compiler_lines(sizes: dict[str, int]) -> list[str]:
         out.append(f"  Off-chip memory used for streaming uncached model parameters: "
                    f"{sizes['streamed'] / MIB:.2f}MiB")
     return out
+
+
+def summary_lines(model: TfliteModel, mapped: Sequence[bool],
+                  compiler_sizes: dict[str, int] | None = None) -> list[str]:
+    """The conversion summary's memory lines: our estimate, then the compiler's figures."""
+    return MemoryEstimate(parameter_bytes(model, mapped)).lines() + compiler_lines(
+        compiler_sizes or {})
