@@ -168,7 +168,7 @@ def make_interpreter(model_path: str, device: str | Device = "auto", compiled: b
             interpreter, name = _tpu_interpreter(model_path, dev)
         except BackendError as e:
             if compiled:
-                raise BackendError(f"{model_path} is compiled for the Edge TPU, but {e}") from None
+                raise type(e)(f"{model_path} is compiled for the Edge TPU, but {e}") from None
             raise
         label = f"Edge TPU {dev.delegate_device or ''}".strip() + f" via {name}"
     else:
