@@ -754,8 +754,11 @@ def format_comparison(report: CheckReport, placement: list[bool], compiled: str)
     return "\n".join(lines)
 
 
-def _one_line(exc: Exception) -> str:
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+def one_line_error(exc: Exception, name_file: bool = True) -> str:
+    """An OSError or parse error as the rest of a one-line message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename and name_file else exc.strerror
+    return str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -772,14 +775,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = check(args.model)
     except (OSError, NotTfliteError) as exc:
-        print(f"edgetpu_check: {args.model}: {_one_line(exc)}", file=sys.stderr)
+        print(f"edgetpu_check: {args.model}: {one_line_error(exc, False)}", file=sys.stderr)
         return 2
     placement = None
     if args.compiled:
         try:
             placement = placement_from_compiled(read_model(args.model), read_model(args.compiled))
         except (OSError, NotTfliteError, NotCompiledFromError) as exc:
-            print(f"edgetpu_check: {args.compiled}: {_one_line(exc)}", file=sys.stderr)
+            print(f"edgetpu_check: {one_line_error(exc)}", file=sys.stderr)
             return 2
     if args.json:
         data = report.to_dict()

@@ -59,6 +59,7 @@ from converters.edgetpu_check import (
     check,
     disagreements,
     format_table,
+    one_line_error,
     placement_from_compiled,
 )
 from converters.edgetpu_memory import compiler_lines, parse_sizes
@@ -301,12 +302,6 @@ def _read_log(report: CompilerReport, model: Path, out_dir: Path) -> CompilerRep
     return None
 
 
-def _one_line(exc: Exception) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc)
-
-
 def _compiled_path(report: CompilerReport, model: Path, out_dir: Path) -> Path:
     named = Path(report.output_model) if report.output_model else None
     if named is not None and not named.is_absolute() and not named.exists():
@@ -323,7 +318,7 @@ def compile_model(model: Path, out_dir: Path) -> tuple[int, CompilerReport | Non
     try:
         static = check(model)
     except (OSError, NotTfliteError) as exc:
-        print(f"edgetpu_compile: {model}: {_one_line(exc)}", file=sys.stderr)
+        print(f"edgetpu_compile: {model}: {one_line_error(exc)}", file=sys.stderr)
         return 2, None
     if static.compiled:
         print(f"edgetpu_compile: {model}: already compiled for the Edge TPU", file=sys.stderr)
@@ -352,7 +347,7 @@ def compile_model(model: Path, out_dir: Path) -> tuple[int, CompilerReport | Non
         diffs += [f"op {op.index} {op.op}: predicted {op.prediction}, compiled "
                   f"{'CPU' if op.mapped else 'Edge TPU'}" for op in wrong]
     except (OSError, NotTfliteError, NotCompiledFromError) as exc:
-        print(f"edgetpu_compile: {compiled}: cannot read the compiled model: {_one_line(exc)}",
+        print(f"edgetpu_compile: {compiled}: cannot read the compiled model: {one_line_error(exc)}",
               file=sys.stderr)
         return 1, report
     for line in diffs:
@@ -390,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             embed_metadata(Path(args.metadata_from), model)
         except (OSError, NotTfliteError, MetadataError) as exc:
-            print(f"edgetpu_compile: {_one_line(exc)}", file=sys.stderr)
+            print(f"edgetpu_compile: {one_line_error(exc)}", file=sys.stderr)
             return 2
         print(f"{model}: yolo_tpu metadata copied from {args.metadata_from}")
         return 0
