@@ -782,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             placement = placement_from_compiled(read_model(args.model), read_model(args.compiled))
         except (OSError, NotTfliteError, NotCompiledFromError) as exc:
-            print(f"edgetpu_check: {one_line_error(exc)}", file=sys.stderr)
+            print(f"edgetpu_check: {args.compiled}: {one_line_error(exc, False)}", file=sys.stderr)
             return 2
     if args.json:
         data = report.to_dict()
