@@ -16,14 +16,14 @@ from dataclasses import dataclass
 log = logging.getLogger("yolo_tpu")
 
 EDGETPU_LIB = "libedgetpu.so.1"
+INSTALL_LIBEDGETPU = ("install the Edge TPU runtime (libedgetpu1-std from Coral's apt "
+                      "repository, https://coral.ai/software/#debian-packages) and plug in "
+                      "the accelerator")
 
 
 def library_name() -> str:
     """libedgetpu to load: $YOLO_TPU_EDGETPU_LIB (a path) or libedgetpu.so.1."""
     return os.environ.get("YOLO_TPU_EDGETPU_LIB") or EDGETPU_LIB
-INSTALL_LIBEDGETPU = ("install the Edge TPU runtime (libedgetpu1-std from Coral's apt "
-                      "repository, https://coral.ai/software/#debian-packages) and plug in "
-                      "the accelerator")
 
 
 class BackendError(RuntimeError):
@@ -127,20 +127,15 @@ def tpu_interpreter_unchecked(model_path: str, device: Device):
 
 def _tpu_interpreter(model_path: str, device: Device):
     """The Edge TPU interpreter, after a child process has shown this library pair works."""
-    from .edgetpu import checked_pair, crash_message, loaded_path, probe_library
+    from .edgetpu import checked_pair, crash_message, loaded_path, runtime_identity
     lib = library_name()
     try:
         lib_path = loaded_path(ctypes.CDLL(lib))
     except (OSError, AttributeError):
         raise BackendError(f"{lib} not found; {INSTALL_LIBEDGETPU}") from None
     trial = checked_pair(lib_path, model_path, device.delegate_device)
-    if trial.verdict == "crash":
-        try:
-            version = probe_library(lib_path).version
-        except OSError:
-            version = None
-        from .edgetpu import runtime_identity
-        raise BackendError(crash_message(lib_path, version, runtime_identity(), trial.detail))
+    if trial.verdict == "crash":  # nothing more of the library is called in this process
+        raise BackendError(crash_message(lib_path, runtime_identity(), trial.detail))
     if trial.verdict == "no_device":
         raise NoDeviceError(trial.detail)
     if trial.verdict != "ok":

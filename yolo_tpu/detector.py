@@ -1,8 +1,10 @@
 """`Detector`: one `.tflite` file in, `Detections` out: frames -> tensor -> heads -> boxes -> NMS.
 
 Everything the model needs (anchors, masks, classes, names, input size) comes from the
-metadata the quantizer embedded, so the model file is the only input. Outputs are matched
-to heads by grid size, not by position: the TFLite converter does not keep Keras' order.
+metadata the quantizer embedded, so the model file is the only input (a compiled model
+whose metadata edgetpu_compiler dropped takes it from the uncompiled model beside it).
+Outputs are matched to heads by grid size, not by position: the TFLite converter does not
+keep Keras' order.
 """
 from __future__ import annotations
 

@@ -27,7 +27,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-LIB_NAME = "libedgetpu.so.1"
 ENV_LIB = "YOLO_TPU_EDGETPU_LIB"
 TRIAL_TIMEOUT = 120.0  # seconds: the first USB use uploads the TPU's firmware
 DEVICE_TYPES = {0: "pci", 1: "usb"}
@@ -228,9 +227,9 @@ def remember(key: str, trial: Trial, lib: LibraryInfo | None, runtime: dict) -> 
         pass  # a read-only home: the trial simply runs again next time
 
 
-def crash_message(lib_path: str, version: str | None, runtime: dict, detail: str) -> str:
-    return (f"{lib_path} ({version or 'version unknown'}) crashed in a trial with "
-            f"{runtime['flavour']} {runtime['version']} ({detail}), so it is not loaded; "
+def crash_message(lib_path: str, runtime: dict, detail: str) -> str:
+    return (f"{lib_path} crashed in a trial with {runtime['flavour']} {runtime['version']} "
+            f"({detail}), so it is not loaded (`python -m yolo_tpu.doctor` says more); "
             f"{FIX_CRASH}")
 
 
