@@ -92,7 +92,8 @@ def test_yolov3_tiny_through_the_compiler_standin(tiny_int8_model, tmp_path, mon
     model = tmp_path / "yolov3-tiny_int8.tflite"
     shutil.copy(tiny_int8_model, model)
     install_standin_compiler(tmp_path, monkeypatch)
-    assert ecc.main([str(model), "-o", str(tmp_path / "out")]) == 0
+    code, report = ecc.compile_model(model, tmp_path / "out")
+    assert code == 0
     out = capsys.readouterr().out
     assert "The prediction agrees with the compiler on all" in out
     assert "On-chip memory used for caching model parameters: 6.08MiB" in out
@@ -103,6 +104,16 @@ def test_yolov3_tiny_through_the_compiler_standin(tiny_int8_model, tmp_path, mon
     assert [op.custom_code for op in parsed.operators] == ["edgetpu-custom-op"]
     assert not set(parsed.metadata) - {"yolo_tpu"}  # min_runtime_version etc. stay dropped
     assert parsed.metadata["yolo_tpu"] == tm.read_metadata(model)["yolo_tpu"]
+    # the conversion summary's memory lines: 8.45 MiB of parameters against the cache
+    from converters.edgetpu_memory import summary_lines
+    lines = summary_lines(tm.read_model(model), [True] * len(tm.read_model(model).operators),
+                          report.memory)
+    assert lines[0].startswith("parameters on the Edge TPU: 8.45 MiB against a parameter "
+                               "cache of about 6.1-6.9 MiB")
+    assert "estimate: 1.58-2.37 MiB streamed over USB/PCIe on every inference" in lines[1]
+    assert lines[2:] == ["edgetpu_compiler:",
+                         "  On-chip memory used for caching model parameters: 6.08MiB",
+                         "  Off-chip memory used for streaming uncached model parameters: 2.37MiB"]
     (_, payload), = tm.custom_payloads(target.read_bytes())
     assert payload.startswith(edgetpu_standin.EXECUTABLE_MARKER)
     meta, is_compiled = read_model_info(str(target))
