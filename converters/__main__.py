@@ -121,22 +121,30 @@ def main(argv: list[str] | None = None) -> int:
     from .keras_model import save_model
     save_model(c.model, c.meta, keras_path)
 
-    stage(3, total, "Edge TPU op check")
-    from .edgetpu_check import check, format_report
-    report = check(tflite_path)
+    stage(3, total, "Edge TPU op check (prediction)")
+    from .edgetpu_check import check_model, format_report
+    from .edgetpu_memory import summary_lines
+    from yolo_tpu.tflite_file import read_model
+    parsed = read_model(tflite_path)
+    report = check_model(parsed, tflite_path)
     print(format_report(report))
-    compiled_ok = True
+    compiled_ok, compiler_report = True, None
     if total == 4:
         stage(4, total, "edgetpu_compiler")
-        from .edgetpu_compile import main as compile_main
-        compiled_ok = compile_main([tflite_path, "-o", args.out_dir]) == 0
+        from pathlib import Path
+        from .edgetpu_compile import compile_model
+        code, compiler_report = compile_model(Path(tflite_path), Path(args.out_dir))
+        compiled_ok = code == 0
 
     from .accuracy import measure, size_line
     fidelity = measure(exact_reference(c), c.meta, tflite_path, eval_paths) if eval_paths else None
     print("\nsummary")
-    print(f"  ops on the Edge TPU: {report.tpu_count} of {report.total}"
+    print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
     print(f"  {fidelity.describe() if fidelity else 'fidelity: no held-out images (pass --eval)'}")
+    sizes = compiler_report.memory if compiler_report is not None else None
+    for line in summary_lines(parsed, [op.mapped for op in report.ops], sizes):
+        print(f"  {line}")
     print(f"  {size_line(tflite_path, keras_path)}")
     print(f"  wrote {keras_path} and {tflite_path}")
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)
