@@ -72,36 +72,29 @@ def test_converter_without_tensorflow_says_what_to_install(runtime_env, module):
     assert not any(work.iterdir())
 
 
-def test_detect_default_model_is_in_the_current_folder(runtime_env, tiny_int8_model):
+NOTICE = "yolo_tpu: compiling the detection kernels once for this install"
+
+
+def test_detect_in_a_fresh_install(runtime_env, tiny_int8_model, tmp_path):
+    """The default model is looked for in the current folder (a one-line error names it,
+    never site-packages); the first run with it says it compiles numba's kernels, before
+    the first detection so no reported time includes it, and the next run loads them."""
     env, work, _ = runtime_env
-    image = str(SAMPLES / "dog.jpg")
-    r = run(env, work, "-m", "yolo_tpu.detect", "--image", image)
+    env = {**env, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}  # empty, as after an install
+    args = ("-m", "yolo_tpu.detect", "--image", str(SAMPLES / "dog.jpg"))
+    r = run(env, work, *args)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1, r.stderr
     assert "build/yolov3-tiny_int8.tflite" in r.stderr and str(work) in r.stderr
     assert "site-packages" not in r.stderr and "--model" in r.stderr
     (work / "build").mkdir()
     shutil.copy(tiny_int8_model, work / "build" / "yolov3-tiny_int8.tflite")
-    r = run(env, work, "-m", "yolo_tpu.detect", "--image", image)
-    assert r.returncode == 0, r.stderr
-    assert "dog" in r.stdout
-
-
-NOTICE = "yolo_tpu: compiling the detection kernels once for this install"
-
-
-def test_first_run_compiles_once_with_a_notice(runtime_env, tiny_int8_model, tmp_path):
-    """A fresh install has no numba cache: the first run says it compiles (before the first
-    detection, so no reported time includes it), the next run loads the cache silently."""
-    env, _, _ = runtime_env
-    args = ("-m", "yolo_tpu.detect", "--model", str(tiny_int8_model), "--image",
-            str(SAMPLES / "dog.jpg"))
-    env = {**env, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    first = run(env, tmp_path, *args)
+    first = run(env, work, *args)
     assert first.returncode == 0, first.stderr
+    assert "dog" in first.stdout
     assert first.stderr.count(NOTICE) == 1, first.stderr
     assert first.stderr.index(NOTICE) < first.stderr.index("yolo_tpu: 1 image")
-    second = run(env, tmp_path, *args)
+    second = run(env, work, *args)
     assert second.returncode == 0 and NOTICE not in second.stderr, second.stderr
     timing = re.compile(r"\([\d.]+ ms\)")
     assert timing.sub("", second.stdout) == timing.sub("", first.stdout)
