@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", nargs="+", metavar="PATH", help="calibration images/videos")
     ap.add_argument("--num", type=int, default=100, help="calibration samples (default 100)")
     ap.add_argument("--io", choices=("uint8", "int8"), default="uint8")
+    ap.add_argument("--segments", type=int, default=1, metavar="N",
+                    help="also cut the int8 model into N segments with balanced parameters, "
+                         "one per Edge TPU, run as a pipeline (default 1: no segments)")
     args = ap.parse_args(argv)
 
     from .darknet import convert, summary
@@ -74,11 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     from .edgetpu_check import check, format_report
     report = check(tflite_path)
     print(format_report(report))
+    to_compile = [tflite_path]
+    if args.segments > 1:
+        from .segment import SegmentError, report as segment_report, write_segments
+        try:
+            segments = write_segments(tflite_path, args.segments, args.out_dir)
+        except SegmentError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(segment_report(segments))
+        to_compile += [s.path for s in segments]
     compiled_ok = True
     if total == 4:
         stage(4, total, "edgetpu_compiler")
         from .edgetpu_compile import main as compile_main
-        compiled_ok = compile_main([tflite_path, "-o", args.out_dir]) == 0
+        compiled_ok = compile_main([*to_compile, "-o", args.out_dir]) == 0
 
     from .accuracy import report_quantization_cost
     cost = report_quantization_cost(c.model, c.meta, tflite_path, keras_path, args.calib, None)
@@ -87,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
     print(f"  {cost}")
     print(f"  wrote {keras_path} and {tflite_path}")
+    if args.segments > 1:
+        print(f"  and {args.segments} segments: "
+              + ",".join(s.path for s in segments))
     return 0 if report.all_mapped and compiled_ok else 1
 
 

@@ -1,6 +1,9 @@
 """Compile a `.tflite` model with Coral's `edgetpu_compiler` and check its verdict.
 
-`python -m converters.edgetpu_compile MODEL.tflite [-o DIR]`
+`python -m converters.edgetpu_compile MODEL.tflite [MODEL2.tflite ...] [-o DIR]`
+
+Several models (the segments `converters.segment` writes) are compiled one by one, each on
+its own: a segment's parameters then fill one Edge TPU's cache.
 
 Runs `edgetpu_compiler -s -o DIR MODEL`, parses the report it prints (and the `.log` it
 writes next to the compiled model), prints the compiler's op table, and exits 1 when any op
@@ -244,15 +247,23 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m converters.edgetpu_compile",
         description="Compile a .tflite model with edgetpu_compiler and check that every op maps.",
     )
-    parser.add_argument("model", help=".tflite file (full-integer quantized)")
+    parser.add_argument("model", nargs="+",
+                        help=".tflite file (full-integer quantized); several (the segments "
+                             "from converters.segment) are compiled one by one")
     parser.add_argument("-o", "--out-dir", help="output directory (default: the model's)")
     args = parser.parse_args(argv)
-    model = Path(args.model)
-    out_dir = Path(args.out_dir) if args.out_dir else model.resolve().parent
     compiler = shutil.which(COMPILER)
     if compiler is None:
         print(NOT_INSTALLED, file=sys.stderr)
         return 2
+    codes = [compile_one(Path(m), Path(args.out_dir) if args.out_dir else None, compiler)
+             for m in args.model]
+    return max(codes)
+
+
+def compile_one(model: Path, out_dir: Path | None, compiler: str) -> int:
+    """Compile one model and report; 0 all mapped, 1 not all mapped or failed, 2 bad input."""
+    out_dir = out_dir or model.resolve().parent
     try:
         static = check(model)
     except (OSError, NotTfliteError) as exc:

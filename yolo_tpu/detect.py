@@ -158,14 +158,16 @@ def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
     """--model, --conf, --iou, --device, --max-det: shared by detect and batch."""
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="converted .tflite model (default: build/yolov3-tiny_int8.tflite "
-                        "in the repo, written by `make demo`)")
+                        "in the repo, written by `make demo`), or its segments from "
+                        "converters.segment, comma-separated in order: run as a pipeline")
     p.add_argument("--conf", type=unit_interval, default=0.25,
                    help="score threshold, in (0, 1] (default 0.25)")
     p.add_argument("--iou", type=unit_interval, default=0.45,
                    help="NMS IoU threshold, in (0, 1] (default 0.45)")
     p.add_argument("--device", default="auto",
                    help="auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N (default auto: the "
-                        "Edge TPU for a compiled model, else the CPU)")
+                        "Edge TPU for a compiled model, else the CPU); for segments, one "
+                        "per segment comma-separated, e.g. usb:0,usb:1")
     p.add_argument("--max-det", type=positive_int, default=300,
                    help=f"at most this many detections per {what} (default 300)")
 
@@ -300,9 +302,11 @@ def load_detector(args: argparse.Namespace):
 
 
 def device_ok(device: str) -> bool:
-    """Whether --device is well formed; if not, one error line says why (before any work)."""
+    """Whether --device is well formed (one device, or one per segment separated by commas);
+    if not, one error line says why (before any work)."""
     try:
-        parse_device(device)
+        for one in device.split(","):
+            parse_device(one)
     except ValueError as e:
         _error(f"--device: {e}")
         return False

@@ -218,6 +218,23 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
     start = time.perf_counter()
     reader.start()
     writer.start()
+    # A pipelined detector (a model in segments) holds up to `in_flight` frames at once;
+    # a single model one: then each frame is collected right after it is submitted.
+    depth = getattr(detector, "in_flight", 1)
+    pending: deque = deque()  # (frame, box, submit time) of frames in the detector, in order
+    submitted = 0
+
+    def finish_oldest() -> None:
+        frame, box, t0 = pending.popleft()
+        heads = detector.collect()
+        ms = (time.perf_counter() - t0) * 1e3
+        dets = detector.postprocess(heads, box)
+        stats.frames += 1
+        stats.infer_ms.append(ms)
+        stats.per_class.update(dets.labels)
+        # every processed frame reaches the sinks, unless the output thread has died
+        _put(outbox, (frame, dets, ms), lambda: not writer.is_alive())
+
     try:
         while True:
             try:
@@ -228,24 +245,22 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
                 continue
             if work is _END:
                 break
-            if live:
-                frame, (tensor, box) = work, detector.preprocess(work.image)
+            if live:  # its own buffer when several frames are in flight
+                frame, (tensor, box) = work, detector.preprocess(work.image, depth == 1)
             else:
                 frame, tensor, box = work
-            t0 = time.perf_counter()
-            heads = detector.infer(tensor)
-            ms = (time.perf_counter() - t0) * 1e3
-            dets = detector.postprocess(heads, box)
-            stats.frames += 1
-            stats.infer_ms.append(ms)
-            stats.per_class.update(dets.labels)
-            # every processed frame reaches the sinks, unless the output thread has died
-            _put(outbox, (frame, dets, ms), lambda: not writer.is_alive())
-            if max_frames is not None and stats.frames >= max_frames:
+            pending.append((frame, box, time.perf_counter()))
+            detector.submit(tensor)
+            submitted += 1
+            if len(pending) >= depth:
+                finish_oldest()
+            if max_frames is not None and submitted >= max_frames:
                 stats.stopped = True
                 break
             if stop.is_set() or halt.is_set():
                 break
+        while pending:  # frames already in the detector: finish them, in order
+            finish_oldest()
     finally:
         halt.set()  # tell capture to end (it may be blocked on a full queue)
         _drain(inbox)
