@@ -278,6 +278,31 @@ def test_worker_without_the_model_reports_it_and_others_go_on(cluster, videos, r
     assert address not in used
 
 
+def test_tpu_work_goes_to_edgetpu_workers_and_one_without_a_tpu_says_so(
+        cluster, videos, model_dir, tmp_path):
+    """`--device usb`: only workers declaring EDGETPU take the videos; this machine has no
+    Edge TPU runtime, so that worker says so once and every video fails with its reason."""
+    out = tmp_path / "out"
+    args = (str(videos["dog"]), str(videos["kite"]), "--out", str(out), "--model",
+            "model.tflite", "--device", "usb", "--scheduler", cluster.address)
+    r = run_batch(*args, cwd=model_dir)  # no worker declares EDGETPU yet
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (error,) = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
+    assert "no worker declares EDGETPU" in error and "--resources EDGETPU=1" in error
+
+    tpu = cluster.add_worker(model_dir, "--resources", "EDGETPU=1")
+    r = run_batch(*args, cwd=model_dir)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    address = cluster.address_of(tpu)
+    (report,) = [x for x in r.stderr.splitlines() if x.startswith(f"yolo_tpu: worker {address}")]
+    assert "libedgetpu.so.1 not found" in report
+    tail = r.stderr.split(" videos done, ", 1)[1].splitlines()[1:]  # the final list
+    assert len(tail) == 2 and all(x.startswith("error: ") for x in tail), tail
+    assert all("no worker can run the model" in x for x in tail)
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
 def test_scheduler_lost_ends_the_batch_keeping_completed_outputs(cluster, videos, reference,
                                                                  model_dir, tmp_path):
     out = tmp_path / "out"

@@ -134,8 +134,19 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
         futures[future] = i
         return future
 
-    log.info("%s: %d videos to %d workers%s", args.scheduler, len(todo),
-             len(client.scheduler_info().get("workers", {})),
+    def able() -> list[str]:
+        """Workers that may take these videos: not known unfit, with a TPU if needed."""
+        workers = client.scheduler_info().get("workers", {})
+        return [w for w, info in workers.items() if w not in unfit
+                and (not resources or (info.get("resources") or {}).get(TPU_RESOURCE))]
+
+    if not able():
+        _error(f"--scheduler {args.scheduler}: no worker " + (
+            f"declares {TPU_RESOURCE} (start one per Edge TPU with `dask worker ADDRESS "
+            f"--resources {TPU_RESOURCE}=1`)" if resources else "connected"))
+        client.close()
+        return "unreachable"
+    log.info("%s: %d videos to %d workers%s", args.scheduler, len(todo), len(able()),
              f" with {TPU_RESOURCE}" if resources else "")
     lost = None
     try:
@@ -154,8 +165,7 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
                     overall.write(f"yolo_tpu: {e}; its videos go to the other workers",
                                   file=sys.stderr)
                 unfit.add(e.worker)
-                others = [w for w in client.scheduler_info().get("workers", {})
-                          if w not in unfit]
+                others = able()
                 if others:
                     pending.add(submit(i, others))
                     continue
