@@ -155,3 +155,28 @@ def test_bad_arguments(tiny_int8_model, tmp_path, capsys):
     assert "not a TFLite model" in capsys.readouterr().err
     assert segment.main([str(tiny_int8_model), "--segments", "0", "-o", str(tmp_path)]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_coral_compiled_segments_chain_by_name():
+    """Coral's own `--num_segments 2` output (real compiler files, no metadata left): the
+    runtime's plan finds the image input, the post-processing outputs, and refuses the
+    reversed order."""
+    from yolo_tpu.pipeline import SegmentsError, chain_plan
+    folder = ROOT.parent / "shared" / "edgetpu"
+    files = [folder / f"ssd_mobilenet_v2_coco_quant_postprocess_segment_{k}_of_2_edgetpu.tflite"
+             for k in range(2)]
+    if not all(f.exists() for f in files):
+        pytest.skip(f"{folder}: Coral's compiled segments not here")
+    stages = []
+    for f in files:
+        m = read_model(f)
+        assert not m.metadata  # the compiler dropped it: names are all there is
+        stages.append((str(f), [m.tensor(i).name for i in m.inputs],
+                       [m.tensor(i).name for i in m.outputs]))
+    image, outputs, keep = chain_plan(stages)
+    assert image == "normalized_input_image_tensor"
+    assert outputs == ["TFLite_Detection_PostProcess"] + [
+        f"TFLite_Detection_PostProcess:{k}" for k in (1, 2, 3)]
+    assert keep[0] == set(stages[1][1]) | set(outputs)  # segment 0 hands on what 1 reads
+    with pytest.raises(SegmentsError, match="takes 3 tensors, not an image"):
+        chain_plan(stages[::-1])

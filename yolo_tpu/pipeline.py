@@ -58,6 +58,31 @@ def segment_devices(device: str, count: int) -> list[str]:
     return [f"{numbered[dev.delegate_device]}{i}" for i in range(count)]
 
 
+def chain_plan(stages: list[tuple[str, list[str], list[str]]],
+               model_outputs: list[str] | None = None
+               ) -> tuple[str, list[str], list[set[str]]]:
+    """(model input, model outputs, per stage the names still needed after it) for stages
+    given as (path, input names, output names), in order; SegmentsError when a stage reads
+    a tensor no earlier stage produces. Without `model_outputs` (compiled segments lose the
+    metadata) the outputs are the tensors that no later stage reads."""
+    path, inputs, _ = stages[0]
+    if len(inputs) != 1:
+        raise SegmentsError(f"{path}: takes {len(inputs)} tensors, not an image; list the "
+                            "segments in order, ..._segment_0_of_N first")
+    available = set(inputs)
+    for path, ins, outs in stages:
+        missing = [n for n in ins if n not in available]
+        if missing:
+            raise SegmentsError(f"{path}: needs tensor {missing[0]!r}, which no earlier "
+                                "segment produces; list the segments of one model in order")
+        available |= set(outs)
+    read_later = [set().union(*(set(ins) for _, ins, _ in stages[k + 1:]))
+                  for k in range(len(stages))]
+    outputs = list(model_outputs) if model_outputs else [
+        n for k, (_, _, outs) in enumerate(stages) for n in outs if n not in read_later[k]]
+    return inputs[0], outputs, [later | set(outputs) for later in read_later]
+
+
 @dataclass
 class Stage:
     """One segment on its device: where its named inputs go and its named outputs come from."""
@@ -121,34 +146,11 @@ class SegmentedModel:
         self._queues: list[queue.Queue] = []
 
     def _check_chain(self) -> None:
-        """Every stage's inputs come from earlier stages or the model input; find the model
-        outputs; and what each hand-over must carry (nothing a later stage will not read)."""
-        first = self.stages[0]
-        if len(first.inputs) != 1:
-            raise SegmentsError(f"{first.path}: takes {len(first.inputs)} tensors, not an "
-                                "image; list the segments in order, ..._segment_0_of_N first")
-        (self.input_name,) = first.inputs
-        available = {self.input_name}
-        for stage in self.stages:
-            missing = [n for n in stage.inputs if n not in available]
-            if missing:
-                raise SegmentsError(f"{stage.path}: needs tensor {missing[0]!r}, which no "
-                                    "earlier segment produces; list the segments of one "
-                                    "model in order")
-            available |= set(stage.outputs)
         info = next((s.info for s in self.stages if s.info), None)
-        if info and info.get("model_outputs"):
-            self.output_names = list(info["model_outputs"])
-        else:  # compiled segments lose the metadata: the outputs nothing later reads
-            read_later = [set().union(*(s.inputs for s in self.stages[k + 1:]))
-                          for k in range(len(self.stages))]
-            self.output_names = [n for k, s in enumerate(self.stages) for n in s.outputs
-                                 if n not in read_later[k]]
+        plan = chain_plan([(s.path, list(s.inputs), list(s.outputs)) for s in self.stages],
+                          (info or {}).get("model_outputs"))
+        self.input_name, self.output_names, self._keep = plan
         self._producer = {n: s for s in self.stages for n in s.outputs}
-        self._keep = []  # per stage: the names still needed after it
-        for k in range(len(self.stages)):
-            later = set().union(*(s.inputs for s in self.stages[k + 1:]))
-            self._keep.append(later | set(self.output_names))
 
     @property
     def label(self) -> str:
