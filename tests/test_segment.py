@@ -180,3 +180,14 @@ def test_coral_compiled_segments_chain_by_name():
     assert keep[0] == set(stages[1][1]) | set(outputs)  # segment 0 hands on what 1 reads
     with pytest.raises(SegmentsError, match="takes 3 tensors, not an image"):
         chain_plan(stages[::-1])
+
+
+def test_one_device_per_segment():
+    from yolo_tpu.pipeline import SegmentsError, segment_devices
+    assert segment_devices("usb:0,usb:1", 2) == ["usb:0", "usb:1"]
+    assert segment_devices("usb", 2) == ["usb:0", "usb:1"]  # one TPU per segment
+    assert segment_devices("tpu", 3) == ["tpu:0", "tpu:1", "tpu:2"]
+    assert segment_devices("cpu", 3) == ["cpu"] * 3
+    assert segment_devices("usb:1", 2) == ["usb:1"] * 2  # asked for: both on that one
+    with pytest.raises(SegmentsError, match="lists 2 devices for 3 segments"):
+        segment_devices("usb:0,usb:1", 3)

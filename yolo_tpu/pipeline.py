@@ -117,7 +117,6 @@ class SegmentedModel:
 
     def __init__(self, paths: list[str], device: str = "auto"):
         from .tflite_file import NotTfliteError, read_summary
-        devices = segment_devices(device, len(paths))
         summaries = []
         for path in paths:
             try:
@@ -126,6 +125,10 @@ class SegmentedModel:
                 raise SegmentsError(f"{path}: cannot read model: {e.strerror or e}") from None
             except NotTfliteError as e:
                 raise SegmentsError(f"{path}: not a TFLite model ({e})") from None
+        compiled = [EDGETPU_CUSTOM_OP in custom for _, custom in summaries]
+        if device.strip().lower() == "auto" and all(compiled):
+            device = "tpu"  # compiled segments: one TPU each (tpu:0, tpu:1, ...)
+        devices = segment_devices(device, len(paths))
         threads = max(1, (os.cpu_count() or 1) // len(paths))
         self.stages: list[Stage] = []
         for k, (path, dev, (metadata, custom)) in enumerate(zip(paths, devices, summaries)):
