@@ -21,10 +21,12 @@ from media import pan_zoom_frames, write_video
 
 from converters import segment
 from yolo_tpu import Detector
+from yolo_tpu.backends import BackendError, NoDeviceError
 from yolo_tpu.detector import ModelError
 from yolo_tpu.meta import METADATA_KEY
 from yolo_tpu.pipeline import SEGMENT_KEY
 from yolo_tpu.tflite_file import read_model
+from test_edgetpu_runtime import libs, tpu_env  # noqa: F401  (fixtures: stand-in libedgetpu)
 
 PHOTOS = sorted(SAMPLES.glob("*.jpg"))
 
@@ -191,3 +193,37 @@ def test_one_device_per_segment():
     assert segment_devices("usb:1", 2) == ["usb:1"] * 2  # asked for: both on that one
     with pytest.raises(SegmentsError, match="lists 2 devices for 3 segments"):
         segment_devices("usb:0,usb:1", 3)
+
+
+def test_compiled_segments_run_on_two_tpus(segments, tmp_path, monkeypatch, capsys, libs,
+                                           tpu_env):
+    """The README's two-accelerator path through the stand-ins: `edgetpu_compile` compiles
+    each segment (the compiler stand-in), puts the segment and head metadata back, and the
+    runtime opens one TPU per segment through the stand-in libedgetpu (which writes zeros:
+    nothing is detected, but every tensor name has to chain through the compiled files)."""
+    from converters import edgetpu_compile
+    from test_edgetpu_check import install_standin_compiler
+    install_standin_compiler(tmp_path, monkeypatch)
+    out = tmp_path / "compiled"
+    assert edgetpu_compile.main([*map(str, segments[2]), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.count("(yolo_tpu metadata restored)") == 2
+    compiled = [out / f"yolov3-tiny_int8_segment_{k}_of_2_edgetpu.tflite" for k in range(2)]
+    for k, path in enumerate(compiled):
+        model = read_model(path)
+        assert [op.custom_code for op in model.operators] == ["edgetpu-custom-op"]
+        assert json.loads(model.metadata[SEGMENT_KEY])["index"] == k
+        assert (METADATA_KEY in model.metadata) == (k == 1)
+    tpu_env(libs["ok"])
+    monkeypatch.setenv("STANDIN_EDGETPU_DEVICES",
+                       "usb:/sys/bus/usb/devices/2-1,usb:/sys/bus/usb/devices/2-2")
+    detector = Detector([str(p) for p in compiled], device="usb:0,usb:1")
+    try:
+        assert detector.backend == ("segment 0: Edge TPU usb:0 via ai_edge_litert; "
+                                    "segment 1: Edge TPU usb:1 via ai_edge_litert")
+        assert len(detector(cv2.imread(str(PHOTOS[0])))) == 0
+    finally:
+        detector.close()
+    with pytest.raises(BackendError, match="cannot run on the CPU"):
+        Detector([str(p) for p in compiled], device="cpu")
+    with pytest.raises(NoDeviceError, match="no Edge TPU"):
+        Detector([str(p) for p in compiled], device="usb:0,usb:2")
