@@ -210,8 +210,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m yolo_tpu.batch",
         description="Detect objects in every frame of many videos; one JSON lines file "
                     "(and optionally an annotated video) per input.",
-        epilog="Exit status: 0 all inputs done; 1 some failed (the rest are done); 2 nothing "
-               "could run; 130/143 stopped by a signal (use --resume to go on).")
+        epilog="Exit status: 0 all inputs done; 1 some failed (the rest are done) or the "
+               "scheduler was lost; 2 nothing could run; 130/143 stopped by a signal (use "
+               "--resume to go on).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, folders (their videos, sorted) or globs")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
