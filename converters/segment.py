@@ -33,7 +33,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from yolo_tpu.meta import METADATA_KEY
-from yolo_tpu.tflite_file import FILE_IDENTIFIER, NotTfliteError, _buffer_bytes, _unpack
+from yolo_tpu.tflite_file import (FILE_IDENTIFIER, NotTfliteError, _buffer_bytes,
+                                  _builtin_code, _OP_NAMES, _unpack, read_metadata)
 
 SEGMENT_KEY = "yolo_tpu_segment"
 SEGMENT_FORMAT = "yolo_tpu_segment/1"
@@ -86,10 +87,7 @@ class _Graph:
         self.outputs = [int(i) for i in self.graph.outputs]
 
     def op_name(self, op) -> str:
-        code = self.codes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        return next((k for k, v in vars(schema.BuiltinOperator).items() if v == builtin),
-                    str(builtin))
+        return _OP_NAMES.get(_builtin_code(self.codes[op.opcodeIndex]), "?")
 
     def constants(self, op) -> set[int]:
         return {i for i in _ints(op.inputs) if i in self.data}
@@ -110,7 +108,7 @@ class _Graph:
 
     def opcode(self, builtin: int, version: int) -> int:
         for i, code in enumerate(self.codes):
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            if _builtin_code(code) == builtin:
                 return i
         code = schema.OperatorCodeT()
         code.builtinCode = builtin
@@ -365,23 +363,13 @@ def _build(g: _Graph, group: list[int], ins: list[int], outs: list[int],
     return bytes(builder.Output())
 
 
-def _original_metadata(g: _Graph, raw: bytes) -> dict[str, bytes]:
-    buffers = g.model.buffers or []
-    entries = {}
-    for md in g.model.metadata or []:
-        name = md.name.decode() if isinstance(md.name, bytes) else str(md.name)
-        buf = buffers[md.buffer] if 0 <= md.buffer < len(buffers) else None
-        entries[name] = _buffer_bytes(buf, raw) or b""
-    return entries
-
-
 def segment_model(raw: bytes, count: int, split: bool = True,
                   source: str = "") -> list[tuple[bytes, Segment]]:
     """The N segment flatbuffers of a model (bytes), each with its description (path "")."""
     if count < 1:
         raise SegmentError(f"--segments must be at least 1, got {count}")
     g = _Graph(raw)
-    metadata = _original_metadata(g, raw)
+    metadata = read_metadata(raw)
     groups, _ = plan_segments(g, count, split)
     _unique_names(g)
     io = _io(g, groups)
