@@ -218,12 +218,16 @@ def test_no_scheduler_there_is_one_line(videos, model_dir, tmp_path):
 
 # ---------------------------------------------------------------- the cluster
 
+def start_cluster_batch(cluster: Cluster, videos, out: Path, logs: Path,
+                        cwd: Path) -> subprocess.Popen:
+    """The batch over every video on the cluster, in the background (output to `logs`)."""
+    return start(batch(*map(str, videos.values()), "--out", str(out), "--save-video",
+                       "--model", "model.tflite", "--scheduler", cluster.address), logs, cwd)
+
+
 def test_worker_killed_mid_video_loses_nothing(cluster, videos, reference, model_dir, tmp_path):
-    out = tmp_path / "out"
-    logs = tmp_path / "batch.log"
-    proc = start(batch(*map(str, videos.values()), "--out", str(out), "--save-video",
-                       "--model", "model.tflite", "--scheduler", cluster.address),
-                 logs, model_dir)
+    out, logs = tmp_path / "out", tmp_path / "batch.log"
+    proc = start_cluster_batch(cluster, videos, out, logs, model_dir)
     try:
         victim, stem = None, None
 
@@ -308,11 +312,8 @@ def test_tpu_work_goes_to_edgetpu_workers_and_one_without_a_tpu_says_so(
 
 def test_scheduler_lost_ends_the_batch_keeping_completed_outputs(cluster, videos, reference,
                                                                  model_dir, tmp_path):
-    out = tmp_path / "out"
-    logs = tmp_path / "batch.log"
-    proc = start(batch(*map(str, videos.values()), "--out", str(out), "--save-video",
-                       "--model", "model.tflite", "--scheduler", cluster.address),
-                 logs, model_dir)
+    out, logs = tmp_path / "out", tmp_path / "batch.log"
+    proc = start_cluster_batch(cluster, videos, out, logs, model_dir)
     try:
         wait_until(lambda: any(not p.name.startswith(".") for p in out.glob("*.jsonl")),
                    "a first complete output", procs=[proc])
