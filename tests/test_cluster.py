@@ -236,11 +236,11 @@ def test_worker_killed_mid_video_loses_nothing(cluster, videos, reference, model
             if not out.exists():
                 return False
             for name in PHOTOS[1:]:  # not the first: the worker is warm, mid-stream
-                partial = out / f".{name}.partial.jsonl"
-                victim = holder(partial, cluster.workers) if partial.exists() else None
-                if victim is not None:
-                    stem = name
-                    return True
+                for partial in out.glob(f".{name}.partial.*.jsonl"):  # tagged per task
+                    victim = holder(partial, cluster.workers)
+                    if victim is not None:
+                        stem = name
+                        return True
             return False
 
         wait_until(a_worker_writes, "a worker writing a partial output", procs=[proc])
@@ -308,6 +308,30 @@ def test_tpu_work_goes_to_edgetpu_workers_and_one_without_a_tpu_says_so(
     assert len(tail) == 2 and all(x.startswith("error: ") for x in tail), tail
     assert all("no worker can run the model" in x for x in tail)
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def test_sigint_stops_a_cluster_batch_and_resume_finishes_it(cluster, videos, reference,
+                                                             model_dir, tmp_path):
+    """Ctrl-C: the videos not started are cancelled, the batch ends at once (130); a video
+    still running on a worker ends there, complete. --resume on the cluster finishes, even
+    while such a video may still be running (tagged partial names keep the two apart)."""
+    out, logs = tmp_path / "out", tmp_path / "batch.log"
+    proc = start_cluster_batch(cluster, videos, out, logs, model_dir)
+    try:
+        wait_until(lambda: out.exists() and any(out.glob(".*.partial.*.jsonl")),
+                   "a first partial output", procs=[proc])
+        os.kill(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    finally:
+        stop(proc)
+    stderr = logs.read_text()
+    assert rc == 130, stderr
+    assert "Traceback" not in stderr and "error: " not in stderr
+    assert stderr.splitlines()[-1] == "yolo_tpu: stopped; run again with --resume to finish"
+    r = run_batch(*map(str, videos.values()), "--out", str(out), "--save-video", "--model",
+                  "model.tflite", "--scheduler", cluster.address, "--resume", cwd=model_dir)
+    assert r.returncode == 0, r.stderr
+    assert_same_outputs(out, reference, videos)
 
 
 def test_scheduler_lost_ends_the_batch_keeping_completed_outputs(cluster, videos, reference,

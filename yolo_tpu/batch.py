@@ -99,9 +99,9 @@ def count_frames(path: str) -> int:
 
 
 def process(detector: Any, job: Job, every: int, stop, overall,
-            position: int = 1) -> dict[str, Any]:
+            position: int = 1, tag: str = "") -> dict[str, Any]:
     """Run one video into its outputs; the record of what happened (never raises for input
-    problems: they become the record's error)."""
+    problems: they become the record's error). `tag`: in the partial names (cluster tasks)."""
     from tqdm import tqdm
 
     from .stream import damage, run as run_loop
@@ -112,8 +112,9 @@ def process(detector: Any, job: Job, every: int, stop, overall,
     except SourceError as e:
         return {**record, "status": "failed", "error": str(e), "frames": 0}
     remove_partials(job)
-    results = [JsonLines(job.json_path, job.source, atomic=True)]
-    images = [VideoFile(job.video_path, source.write_fps / every)] if job.save_video else []
+    results = [JsonLines(job.json_path, job.source, atomic=True, tag=tag)]
+    images = [VideoFile(job.video_path, source.write_fps / every, tag)] if job.save_video \
+        else []
     expected = -(-source.frame_count // every)  # frames the model will see; 0: unknown
     bar = tqdm(total=expected or None, unit="frame",
                desc=os.path.basename(job.source), file=sys.stderr, position=position, leave=False,

@@ -82,7 +82,10 @@ def video_task(job, s: dict[str, Any]) -> dict[str, Any]:
     from .batch import process
     detector = _detector(s)
     with tqdm(disable=True) as overall:
-        record = process(detector, job, s["every"], threading.Event(), overall)
+        # A task of a lost scheduler may still run while a resumed batch redoes its video:
+        # partial names of their own, so neither renames the other's half-written file.
+        record = process(detector, job, s["every"], threading.Event(), overall,
+                         tag=os.urandom(4).hex())
     return {**record, "worker": _worker_address()}
 
 
@@ -148,6 +151,16 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
         return "unreachable"
     log.info("%s: %d videos to %d workers%s", args.scheduler, len(todo), len(able()),
              f" with {TPU_RESOURCE}" if resources else "")
+    def cancel_on_stop() -> None:
+        """Ctrl-C / SIGTERM: cancel what has not run (a video already running on a worker
+        ends there, complete; --resume counts it)."""
+        stop.wait()
+        try:
+            client.cancel(list(futures))
+        except Exception:  # noqa: BLE001 - the client may be closing already
+            pass
+
+    threading.Thread(target=cancel_on_stop, name="yolo_tpu-cancel", daemon=True).start()
     lost = None
     try:
         pending = as_completed([submit(i) for i, job in enumerate(jobs) if job in todo],
@@ -181,12 +194,12 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
                 overall.write(f"error: {record['error']}", file=sys.stderr)
             write_summary(args.out, records, args, missing)
     except (OSError, TimeoutError, CancelledError) as e:  # the scheduler went away
+        if stop.is_set():
+            return None  # our own cancel on Ctrl-C / SIGTERM
         done = sum(1 for job in jobs if job.done())  # on disk: some finished unreported
         lost = (f"--scheduler {args.scheduler}: lost the scheduler ({type(e).__name__}); "
                 f"{done} of {len(jobs)} videos done and kept; run again with --resume")
     finally:
-        if stop.is_set():
-            client.cancel(list(futures))
         try:
             client.close(timeout=2)
         except Exception:  # noqa: BLE001 - closing a client whose scheduler is gone
