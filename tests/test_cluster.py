@@ -186,6 +186,7 @@ def reference(videos, model_dir, tmp_path_factory) -> Path:
         assert lines(single / f"{stem}.jsonl") == lines(out / f"{stem}.jsonl")
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["ok"], summary["frames"]) == (len(PHOTOS), len(PHOTOS) * FRAMES)
+    assert {v["worker"] for v in summary["videos"]} == {"local 0: cpu", "local 1: cpu"}
     assert sum(summary["detections"].values()) > 100
     return out
 

@@ -289,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
                 if lost == "unreachable":
                     return 2
             else:
-                run_local(detectors, jobs, todo, records, args, missing, stop, overall)
+                run_local(detectors, jobs, todo, records, args, missing, stop, overall,
+                          devices if args.devices else None)
         finally:
             overall.close()
             for detector in detectors:
@@ -317,9 +318,11 @@ def run(args: argparse.Namespace) -> int:
 
 def run_local(detectors: list[Any], jobs: list[Job], todo: list[Job],
               records: list[dict[str, Any]], args: argparse.Namespace,
-              missing: list[SourceError], stop, overall) -> None:
+              missing: list[SourceError], stop, overall,
+              devices: list[str] | None = None) -> None:
     """The videos to do, in input order, by one worker thread per detector (device): each
-    takes the next video when it is free. The summary is rewritten after every video."""
+    takes the next video when it is free. The summary is rewritten after every video, each
+    record naming the device that did it (`--devices`)."""
     import threading
     lock = threading.Lock()
     queue = iter([i for i, job in enumerate(jobs) if job in todo])
@@ -331,6 +334,8 @@ def run_local(detectors: list[Any], jobs: list[Job], todo: list[Job],
             if i is None:
                 return
             record = process(detector, jobs[i], args.every, stop, overall, position=1 + slot)
+            if devices:
+                record["worker"] = f"local {slot}: {devices[slot]}"
             with lock:
                 records[i] = record
                 if record["status"] == "failed":
