@@ -451,15 +451,16 @@ def test_page_in_a_real_browser(tiny_int8_model, dog_clip, browser, tmp_path):
     With YOLO_TPU_SCREENSHOT=PATH the desktop screenshot is also saved there (README)."""
     with served(tiny_int8_model, "--video", str(dog_clip)) as cli:
         page = browser.new_page(viewport={"width": 1000, "height": 620})
-        page.goto(cli.url)
+        page.goto(cli.url, wait_until="domcontentloaded")  # the MJPEG <img> never "loads"
         page.wait_for_function("document.getElementById('stream').naturalWidth > 0",
-                               timeout=30_000)
+                               timeout=CLI_TIMEOUT * 1000)
         assert page.evaluate("document.getElementById('stream').naturalWidth") == CLIP_SIZE[0]
         assert page.evaluate("document.getElementById('stream').naturalHeight") == CLIP_SIZE[1]
         page.wait_for_function(
             "[...document.querySelectorAll('#detections .label')]"
-            ".some(e => e.textContent === 'dog')", timeout=30_000)
-        page.wait_for_function("document.getElementById('fps').textContent !== '-'")
+            ".some(e => e.textContent === 'dog')", timeout=CLI_TIMEOUT * 1000)
+        page.wait_for_function("document.getElementById('fps').textContent !== '-'",
+                               timeout=CLI_TIMEOUT * 1000)
         assert page.inner_text("#model") == tiny_int8_model.name
         assert page.inner_text("#source") == str(dog_clip)
         shot = tmp_path / "page.png"

@@ -186,8 +186,11 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
                     continue
                 if realtime and not live:
                     now = time.perf_counter()
-                    origin = now - frame.t_ms / 1e3 if origin is None else origin
-                    if halt.wait(max(origin + frame.t_ms / 1e3 - now, 0.0)):
+                    due = now if origin is None else origin + frame.t_ms / 1e3
+                    if due < now - 0.25:  # fell behind (a slow first inference): go on
+                        due = now         # from here rather than rush to catch up
+                    origin = due - frame.t_ms / 1e3
+                    if halt.wait(max(due - now, 0.0)):
                         break
                 # A file's frames are all processed: letterbox them here, beside invoke().
                 # A live source's may be dropped: letterbox only those that are kept.
