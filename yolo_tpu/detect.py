@@ -553,7 +553,7 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
     text_out = sys.stderr if args.json == "-" else sys.stdout
     progress, on_frame = _frame_reporting(source, text_out,
                                           quiet=bool(results or images or view))
-    realtime = bool(view) if args.realtime is None else args.realtime
+    realtime = view is not None if args.realtime is None else args.realtime
     with stop_on_signals() as stop:
         try:
             stats = run_loop(detector, source, results, images, stop=stop,

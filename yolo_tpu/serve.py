@@ -116,7 +116,7 @@ class LiveView:
         self._latest: tuple[Frame, Detections] | None = None
         self._newest: tuple | None = None    # what the encoder needs of the newest frame
         self._encoded_seq = 0                # the frame the JPEG below is of
-        self._jpeg: tuple[int, int, bytes] | None = None   # (seq, frame index, JPEG)
+        self._jpeg: tuple[int, int, bytes] | None = None   # (seq, frame index, MJPEG part)
         self._record: tuple[int, bytes] | None = None      # (seq, JSON line)
         self._jpeg_viewers = 0
         self._viewers = 0
@@ -184,10 +184,13 @@ class LiveView:
             ok, buf = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
                 continue
+            head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {buf.size}"
+                    f"\r\nX-Frame-Index: {frame.index}\r\n\r\n").encode()
+            part = b"".join((head, buf.data, b"\r\n"))  # built once, sent to every viewer
             with self._cond:
                 if self._jpeg_viewers == 0:
                     continue  # the viewer left meanwhile: keep no stale JPEG
-                self._jpeg = (seq, frame.index, buf.tobytes())
+                self._jpeg = (seq, frame.index, part)
                 self.encoded += 1
                 self._cond.notify_all()
 
@@ -199,7 +202,8 @@ class LiveView:
     def next_jpeg(self, after: int, timeout: float | None = None
                   ) -> tuple[int, int, bytes] | None:
         """The newest JPEG newer than `after` (a sequence number): (seq, frame index,
-        bytes); None when the view closes. Waits up to `timeout` (then the same JPEG)."""
+        multipart part: boundary, headers, JPEG); None when the view closes. Waits up to
+        `timeout` (then the same part)."""
         with self._cond:
             self._cond.wait_for(lambda: self._closed or
                                 (self._jpeg is not None and self._jpeg[0] > after), timeout)
@@ -384,6 +388,12 @@ class _Handler(BaseHTTPRequestHandler):
             "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
                                        "style-src 'unsafe-inline'; img-src 'self'"})
 
+    def no_icon(self) -> None:
+        """Browsers ask for one; answering keeps their console (and our tests) clean."""
+        self.send_response(204)
+        self._headers("image/x-icon")
+        self.end_headers()
+
     def health(self) -> None:
         body = json.dumps(self.server.view.stats()).encode() + b"\n"
         self._send(200, "application/json", body)
@@ -395,10 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             with view.viewer(wants_jpeg=True):
                 while (item := view.next_jpeg(seq)) is not None:
-                    seq, index, jpeg = item
-                    head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                            f"Content-Length: {len(jpeg)}\r\nX-Frame-Index: {index}\r\n\r\n")
-                    self.wfile.write(head.encode() + jpeg + b"\r\n")
+                    seq, _, part = item
+                    self.wfile.write(part)
             self.wfile.write(f"--{BOUNDARY}--\r\n".encode())
         finally:
             self._close_stream()
@@ -431,6 +439,7 @@ ROUTES: dict[str, Callable[[_Handler], None]] = {
     "/stream.mjpg": _Handler.mjpeg,
     "/events": _Handler.events,
     "/health": _Handler.health,
+    "/favicon.ico": _Handler.no_icon,
 }
 
 
