@@ -1,7 +1,7 @@
 """FPS of a `detect --serve` run with 10 viewers (one of them stalled) against none.
 
     python scripts/benchmark_serve.py [--model build/yolov3-tiny_int8.tflite] [--frames 150]
-                                      [--rounds 11] [--size 640x480]
+                                      [--rounds 11] [--size 640x480] [--serve-fps 15]
 
 The worst case for the live view: a video file run as fast as the CPU allows (no
 --realtime), so every millisecond the viewers cost would show in the FPS. One process, one
@@ -29,6 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from benchmark_video import make_video  # noqa: E402  (scripts/ is on sys.path)
+
+from yolo_tpu.serve import STREAM_FPS  # noqa: E402
 
 TARGET = 0.90
 MJPEG_VIEWERS, SSE_VIEWERS = 6, 3
@@ -64,15 +66,15 @@ def viewers(port: int, ready, results) -> None:
     results.put([got[s] for s in socks])
 
 
-def run_once(detector, video: str, out_dir: str,
-             watched: bool) -> tuple[float, float, int, list]:
+def run_once(detector, video: str, out_dir: str, watched: bool,
+             stream_fps: float) -> tuple[float, float, int, list]:
     """(FPS, CPU ms per frame of this process, JPEGs encoded, bytes each reader got) of
     one run of the whole loop."""
     from yolo_tpu.serve import LiveServer
     from yolo_tpu.sinks import JsonLines
     from yolo_tpu.sources import VideoSource, video_spec
     from yolo_tpu.stream import run
-    server = LiveServer("127.0.0.1", 0, video).start()
+    server = LiveServer("127.0.0.1", 0, video, stream_fps=stream_fps).start()
     server.view.set_model(os.path.basename(detector.model_path), detector.backend)
     proc = None
     if watched:
@@ -104,6 +106,9 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=150)
     p.add_argument("--rounds", type=int, default=11)
     p.add_argument("--size", default="640x480", help="video frame size WxH")
+    p.add_argument("--serve-fps", type=float, default=STREAM_FPS,
+                   help=f"JPEGs a second at most, as detect --serve-fps (default "
+                        f"{STREAM_FPS:g}; 0: every frame)")
     args = p.parse_args()
     if not os.path.exists(args.model):
         print(f"error: {args.model}: no such model (run `make demo` first)", file=sys.stderr)
@@ -119,12 +124,14 @@ def main() -> int:
         n = make_video(video, args.frames, size)
         print(f"{os.path.basename(args.model)}: {n} frames {size[0]}x{size[1]} mp4v, "
               f"{detector.backend}, {args.rounds} rounds; viewers: {MJPEG_VIEWERS} MJPEG + "
-              f"{SSE_VIEWERS} SSE reading, 1 MJPEG stalled", flush=True)
+              f"{SSE_VIEWERS} SSE reading, 1 MJPEG stalled; --serve-fps {args.serve_fps:g}",
+              flush=True)
         for r in range(args.rounds):
             order = (False, True) if r % 2 == 0 else (True, False)
             fps, cpu = {}, {}
             for w in order:
-                fps[w], cpu[w], encoded, got = run_once(detector, video, tmp, w)
+                fps[w], cpu[w], encoded, got = run_once(detector, video, tmp, w,
+                                                        args.serve_fps)
                 if w:
                     mb = ", ".join(f"{b / 1e6:.1f}" for b in got)
                     detail = f"{encoded} JPEGs encoded for {n} frames; MB per reader: {mb}"

@@ -34,7 +34,10 @@ from media import MjpegServer, pan_zoom_frames, read_frames, write_video
 from test_stream_live import assert_no_traceback, error_lines, json_records, summary
 
 from yolo_tpu import detect
-from yolo_tpu.serve import ROUTES, TOKEN_ENV
+from yolo_tpu.detections import Detections
+from yolo_tpu.serve import ROUTES, TOKEN_ENV, LiveView
+from yolo_tpu.sources import Frame
+from yolo_tpu.stream import Stats
 
 CLIP_SIZE = (352, 288)    # the clip's width, height: the page's picture must become this
 CAM_SIZE = (320, 240)
@@ -228,7 +231,7 @@ def test_mjpeg_and_sse_carry_every_frame(tiny_int8_model, tmp_path, cam_frames):
     out = tmp_path / "dets.jsonl"
     with MjpegServer(cam_frames, fps=10) as cam, \
             served(tiny_int8_model, "--source", cam.url, "--max-frames", "20", "--timeout",
-                   "3", "--json", str(out)) as cli:
+                   "3", "--json", str(out), "--serve-fps", "0") as cli:
         mjpeg, sse = Reader(cli.port, "/stream.mjpg"), Reader(cli.port, "/events")
         mjpeg.start()
         sse.start()
@@ -301,7 +304,7 @@ def test_ten_viewers_one_stalled(tiny_int8_model, tmp_path):
     out = tmp_path / "dets.jsonl"
     with MjpegServer(frames, fps=12) as cam, \
             served(tiny_int8_model, "--source", cam.url, "--max-frames", "40", "--timeout",
-                   "3", "--json", str(out)) as cli:
+                   "3", "--json", str(out), "--serve-fps", "0") as cli:
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
         stalled.connect(("127.0.0.1", cli.port))
@@ -382,6 +385,29 @@ def test_a_served_file_plays_in_real_time_and_ends_with_its_outputs(tiny_int8_mo
     s = summary(err)
     assert s["frames"] == 30 and 0 < s["fps"] <= 15 * 1.05, s
     assert "shows its last frame" not in err
+
+
+def test_serve_fps_caps_the_jpegs_not_the_events():
+    """--serve-fps 5: frames published at ~100 a second with a JPEG viewer and an event
+    viewer watching: at most 5 JPEGs a second are made; every frame has its event."""
+    view = LiveView("cam", stream_fps=5)
+    image = np.full((48, 64, 3), 128, np.uint8)
+    stats, records, seq = Stats(), [], 0
+    with view.viewer(wants_jpeg=True), view.viewer():
+        t0 = time.monotonic()
+        for i in range(50):
+            stats.frames += 1
+            view.publish(Frame(i, i * 10.0, image), Detections.empty(), 1.0, 100.0, None,
+                         stats)
+            seq, line = view.next_record(seq, 1.0)
+            records.append(json.loads(line)["frame"])
+            time.sleep(0.01)  # a 100 FPS source
+        elapsed = time.monotonic() - t0
+        part = view.next_jpeg(0, 1.0)
+    view.close()
+    assert records == list(range(50))
+    assert 1 <= view.encoded <= elapsed * 5 + 1, (view.encoded, elapsed)
+    assert part is not None and b"Content-Type: image/jpeg" in part[2]
 
 
 @pytest.fixture

@@ -232,6 +232,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve-token", metavar="TOKEN",
                    help="--serve: every endpoint wants this token (?token=TOKEN or "
                         "'Authorization: Bearer TOKEN'; default: $YOLO_TPU_SERVE_TOKEN)")
+    p.add_argument("--serve-fps", type=_bounded(float, "a number", 0.0), default=15.0,
+                   metavar="FPS",
+                   help="--serve: at most this many JPEGs a second on /stream.mjpg, each the "
+                        "newest frame (default 15; 0: every frame); /events has every frame")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="video file: deliver frames at the file's frame rate, as a camera "
                         "would (default: on with --serve, so it can be watched)")
@@ -499,7 +503,7 @@ def _open_server(args: argparse.Namespace, source: str):
     host, port = args.serve
     token = args.serve_token or os.environ.get(TOKEN_ENV) or None
     try:
-        server = LiveServer(host, port, source, token).start()
+        server = LiveServer(host, port, source, token, args.serve_fps).start()
     except ServeError as e:
         _error(str(e))
         return None
