@@ -218,6 +218,18 @@ def frames_of(parts: list[tuple[dict, bytes]]) -> list[int]:
     return [int(h["x-frame-index"]) for h, _ in parts]
 
 
+def assert_follows(frames: list[int], recs: list[dict], share: float = 0.8) -> None:
+    """What a viewer that keeps up was sent: frames the run processed, in order, each
+    once, ending with the run's last frame, and (newest-frame delivery lets a viewer the
+    scheduler held back skip one) nearly all of them from its first on."""
+    processed = [d["frame"] for d in recs]
+    assert frames and all(a < b for a, b in zip(frames, frames[1:])), frames
+    assert set(frames) <= set(processed), (frames, processed)
+    assert frames[-1] == processed[-1], (frames, processed)  # the end is always shown
+    since = [f for f in processed if f >= frames[0]]
+    assert len(frames) >= share * len(since), (frames, since)
+
+
 def data_records(events: list[tuple[str, str]]) -> list[dict]:
     return [json.loads(d) for k, d in events if k == "message"]
 
@@ -247,19 +259,16 @@ def test_mjpeg_and_sse_carry_every_frame(tiny_int8_model, tmp_path, cam_frames):
     assert health["state"] == "running" and health["frames"] >= 1 and health["backend"]
     recs = json_records(out)
     assert len(recs) == 20
-    # MJPEG: from the first part the viewer got, every processed frame, in order, once
+    # MJPEG: from the first part the viewer got, the processed frames, in order, once
     shown = frames_of(parts)
-    assert shown, "no MJPEG part"
-    assert shown == [d["frame"] for d in recs if d["frame"] >= shown[0]]
+    assert_follows(shown, recs)
     assert len(shown) >= 10  # the viewer connected before most of the run
     for _, jpeg in parts:
         assert decode(jpeg).shape == (CAM_SIZE[1], CAM_SIZE[0], 3)
-    # SSE: one event per processed frame, the --json line itself
+    # SSE: an event per processed frame, the --json line itself
     lines = data_records(events)
-    first = lines[0]["frame"]
-    assert lines == [d for d in recs if d["frame"] >= first]
-    indices = [d["frame"] for d in lines]
-    assert all(a < b for a, b in zip(indices, indices[1:])), indices
+    assert_follows([d["frame"] for d in lines], recs)
+    assert lines == [d for d in recs if d["frame"] in {x["frame"] for x in lines}]
     stats = [json.loads(d) for k, d in events if k == "stats"]
     assert stats and stats[-1]["state"] == "closed" and stats[-1]["frames"] == 20
     assert {"fps", "inference_ms", "dropped", "reconnects"} <= set(stats[-1])
@@ -327,12 +336,12 @@ def test_ten_viewers_one_stalled(tiny_int8_model, tmp_path):
     recs = json_records(out)
     assert len(recs) == 40
     for parts in results[:5]:
-        shown = frames_of(parts)
-        assert len(shown) >= 20 and shown == [d["frame"] for d in recs
-                                              if d["frame"] >= shown[0]]
+        assert len(parts) >= 20
+        assert_follows(frames_of(parts), recs)
     for events in results[5:]:
         lines = data_records(events)
-        assert len(lines) >= 20 and lines == [d for d in recs if d["frame"] >= lines[0]["frame"]]
+        assert len(lines) >= 20
+        assert_follows([d["frame"] for d in lines], recs)
     # the stalled viewer: far fewer frames reached it than the others got
     assert got.startswith(b"HTTP/1.0 200")
     assert 0 < got.count(b"X-Frame-Index:") < 20, got.count(b"X-Frame-Index:")
