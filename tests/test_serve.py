@@ -500,7 +500,9 @@ def browser():
 def test_page_in_a_real_browser(tiny_int8_model, dog_clip, browser, tmp_path):
     """The page shows the annotated picture at the source's size, the dog in the detection
     list and the run's figures; it fits a phone's width; the screenshot is not blank.
-    With YOLO_TPU_SCREENSHOT=PATH the desktop screenshot is also saved there (README)."""
+    With YOLO_TPU_SCREENSHOT=PATH the desktop screenshot is also saved there: the README's
+    is made by `YOLO_TPU_SCREENSHOT=docs/images/live_view.jpg pytest tests/test_serve.py
+    -k browser`."""
     from playwright.sync_api import expect
     with served(tiny_int8_model, "--video", dog_clip.name, cwd=dog_clip.parent) as cli:
         page = browser.new_page(viewport={"width": 1000, "height": 620})
@@ -522,8 +524,9 @@ def test_page_in_a_real_browser(tiny_int8_model, dog_clip, browser, tmp_path):
         assert page.inner_text("#source") == dog_clip.name
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot))
-        if target := os.environ.get("YOLO_TPU_SCREENSHOT"):
-            page.screenshot(path=target)
+        if target := os.environ.get("YOLO_TPU_SCREENSHOT"):  # .jpg or .png, by name
+            page.screenshot(path=target, **({"quality": 85} if target.endswith(".jpg")
+                                            else {}))
         image = cv2.imread(str(shot))
         assert image.shape[:2] == (620, 1000)
         assert image.std() > 20  # not one flat colour
