@@ -236,10 +236,10 @@ def data_records(events: list[tuple[str, str]]) -> list[dict]:
 
 # ---------------------------------------------------------------- without a browser
 
-def test_mjpeg_and_sse_carry_every_frame(tiny_int8_model, tmp_path, cam_frames):
-    """A camera slower than the model: a viewer that keeps up gets every processed frame,
-    once, as a valid JPEG of the camera's size, and one SSE event per frame equal to its
-    JSON line; the streams close with the run (--max-frames)."""
+def test_mjpeg_parts_and_sse_events_follow_the_run(tiny_int8_model, tmp_path, cam_frames):
+    """A camera slower than the model: a viewer that keeps up gets the processed frames in
+    order, once each, as valid JPEGs of the camera's size, and SSE events equal to their
+    JSON lines, always up to the last frame; the streams close with the run (--max-frames)."""
     out = tmp_path / "dets.jsonl"
     with MjpegServer(cam_frames, fps=10) as cam, \
             served(tiny_int8_model, "--source", cam.url, "--max-frames", "20", "--timeout",
