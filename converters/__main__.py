@@ -83,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
                     help="exit 1 when the int8 model's fidelity to the exact float model "
                          "(F1 of matched detections at conf 0.25) is below this; 0 accepts any")
+    ap.add_argument("--segments", type=positive_int, default=1, metavar="N",
+                    help="also cut the int8 model into N segments with balanced parameters, "
+                         "one per Edge TPU, run as a pipeline (1: no segments)")
     return ap.parse_args(argv)
 
 
@@ -128,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parsed = read_model(tflite_path)
     report = check_model(parsed, tflite_path)
     print(format_report(report))
+    segments = []
+    if args.segments > 1:
+        from .segment import SegmentError, report as segment_report, write_segments
+        try:
+            segments = write_segments(tflite_path, args.segments, args.out_dir)
+        except SegmentError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(segment_report(segments))
     compiled_ok, compiler_report = True, None
     if total == 4:
         stage(4, total, "edgetpu_compiler")
@@ -135,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         from .edgetpu_compile import compile_model
         code, compiler_report = compile_model(Path(tflite_path), Path(args.out_dir))
         compiled_ok = code == 0
+        for seg in segments:  # each on its own: its parameters fill one TPU's cache
+            compiled_ok = compile_model(Path(seg.path), Path(args.out_dir))[0] == 0 \
+                and compiled_ok
 
     from .accuracy import measure, size_line
     fidelity = measure(exact_reference(c), c.meta, tflite_path, eval_paths) if eval_paths else None
@@ -147,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {line}")
     print(f"  {size_line(tflite_path, keras_path)}")
     print(f"  wrote {keras_path} and {tflite_path}")
+    if args.segments > 1:
+        print(f"  and {args.segments} segments: "
+              + ",".join(s.path for s in segments))
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)
     return 0 if report.all_mapped and compiled_ok and faithful else 1
 
