@@ -257,7 +257,8 @@ def test_worker_killed_mid_video_loses_nothing(cluster, videos, reference, model
     assert "Traceback" not in stderr and "error: " not in stderr
     assert_same_outputs(out, reference, videos)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{s}.{e}" for s in PHOTOS for e in ("jsonl", "mp4")] + ["summary.json"])
+        [f"{s}.{e}" for s in PHOTOS for e in ("jsonl", "mp4")] + ["summary.json"]
+        + [f".{s}.settings.json" for s in PHOTOS])  # the settings that made each one
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["ok"], summary["failed"]) == (len(PHOTOS), [])
     assert [v["input"] for v in summary["videos"]] == [str(v) for v in videos.values()]
