@@ -13,14 +13,15 @@ import sys
 
 from .calibration import CalibrationError
 from .cfg import ConfigError, parse_cfg, parse_size
-from .darknet import LEAKY_HELP, LEAKY_POLICIES
+from .cfg import FLAVORS
+from .darknet import DARKNET_HELP, LEAKY_HELP, LEAKY_POLICIES
 from .weights import WeightsError
 
 
 def default_names(cfg: str, size: tuple[int, int] | None) -> str | None:
     """`<cfg>.names` or `coco.names` beside the cfg, if present with one name per class."""
     folder, stem = os.path.dirname(os.path.abspath(cfg)), os.path.splitext(os.path.basename(cfg))[0]
-    classes = parse_cfg(cfg, size).yolo_layers[0].params["classes"]
+    classes = parse_cfg(cfg, size).classes
     for name in (f"{stem}.names", "coco.names"):
         path = os.path.join(folder, name)
         try:
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--names", help="class names (default: <cfg>.names or coco.names beside the cfg)")
     ap.add_argument("--size", type=parse_size, help="input size N or WxH (multiple of 32)")
     ap.add_argument("--leaky", choices=LEAKY_POLICIES, default="relu", help=LEAKY_HELP)
+    ap.add_argument("--darknet", choices=FLAVORS, help=DARKNET_HELP)
     ap.add_argument("--calib", nargs="+", metavar="PATH", help="calibration images/videos")
     ap.add_argument("--num", type=int, default=100, help="calibration samples (default 100)")
     ap.add_argument("--io", choices=("uint8", "int8"), default="uint8")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
         names = args.names or default_names(args.cfg, args.size)
-        c = convert(args.cfg, args.weights, args.leaky, args.size, names)
+        c = convert(args.cfg, args.weights, args.leaky, args.size, names, args.darknet)
         print(summary(c, args.leaky))
         from .keras_model import save_model
         os.makedirs(args.out_dir, exist_ok=True)

@@ -1,9 +1,11 @@
 """Darknet `.weights` loader: header, then per convolution biases, BN statistics and kernel.
 
-Batch normalization is folded into the convolution here, with darknet's own arithmetic:
-darknet normalizes with `(x - mean) / (sqrt(var) + .000001)` (epsilon outside the root),
-which no Keras BatchNormalization epsilon reproduces; a folded kernel and bias are exact
-and leave one op per layer in the TFLite graph.
+Batch normalization is folded into the convolution here, with the arithmetic of the darknet
+the weights were trained with: pjreddie's normalizes with `(x - mean) / (sqrt(var) + .000001)`
+(epsilon outside the root, which no Keras BatchNormalization epsilon reproduces), AlexeyAB's
+with `(x - mean) / sqrt(var + .00001)` (its fuse_conv_batchnorm, in double). The two differ
+for channels of tiny variance. A folded kernel and bias are exact and leave one op per layer
+in the TFLite graph.
 """
 from __future__ import annotations
 
@@ -40,6 +42,12 @@ def floats_needed(net: Network) -> int:
 def _input_channels(net: Network) -> dict[int, int]:
     return {l.index: (net.layers[l.inputs[0]].shape[2] if l.inputs[0] >= 0 else net.channels)
             for l in net.layers}
+
+
+def _bn_denominator(var: np.ndarray, flavor: str) -> np.ndarray:
+    if flavor == "alexeyab":
+        return np.sqrt(var + 0.00001)
+    return np.sqrt(var) + 0.000001
 
 
 def read_header(data: bytes, path: str) -> tuple[tuple[int, int, int, int], int]:
@@ -90,7 +98,8 @@ def load_weights(path: str, net: Network) -> dict[int, ConvWeights]:
         bias = take(n).astype(np.float64)
         if p["batch_normalize"]:
             scales, mean, var = take(n), take(n), take(n)
-            factor = scales.astype(np.float64) / (np.sqrt(var.astype(np.float64)) + 0.000001)
+            factor = scales.astype(np.float64) / _bn_denominator(var.astype(np.float64),
+                                                                 net.flavor)
             bias = bias - mean * factor
         else:
             factor = np.ones(n)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Letterbox", "letterbox", "letterbox_geometry", "PAD_UINT8", "PAD_FLOAT"]
+__all__ = ["Letterbox", "letterbox", "letterbox_geometry", "stretch_geometry", "PAD_UINT8",
+           "PAD_FLOAT"]
 
 PAD_UINT8 = 127
 PAD_FLOAT = 0.5
@@ -80,6 +81,15 @@ def letterbox_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Letter
     )
 
 
+def stretch_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Letterbox:
+    """AlexeyAB darknet's default `resize_image`: the whole input, aspect ratio not kept."""
+    if min(src_w, src_h, dst_w, dst_h) <= 0:
+        raise ValueError(f"empty image or input: {src_w}x{src_h} -> {dst_w}x{dst_h}")
+    return Letterbox(scale_x=dst_w / src_w, scale_y=dst_h / src_h, pad_x=0, pad_y=0,
+                     new_w=dst_w, new_h=dst_h, src_w=src_w, src_h=src_h, dst_w=dst_w,
+                     dst_h=dst_h)
+
+
 def _channels(image: np.ndarray) -> int:
     if image.ndim == 2:
         return 1
@@ -119,8 +129,12 @@ def letterbox(
     height: int,
     dtype: type = np.uint8,
     out: np.ndarray | None = None,
+    stretch: bool = False,
 ) -> tuple[np.ndarray, Letterbox]:
     """Letterbox a uint8 BGR (or grey, or BGRA) image into a (1, height, width, 3) RGB tensor.
+
+    `stretch`: resize to the whole input instead, as AlexeyAB's darknet does for models
+    trained without `[net] letter_box=1`.
 
     dtype np.uint8: 0..255 bytes; np.int8: the same bytes minus 128 (input zero point -128);
     np.float32: 0..1. `out`, if given, must be a C-contiguous (1, height, width, 3) array of
@@ -138,7 +152,8 @@ def letterbox(
         out = np.empty(shape, dtype)
     elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous {shape} {dtype} array")
-    box = letterbox_geometry(image.shape[1], image.shape[0], width, height)
+    geometry = stretch_geometry if stretch else letterbox_geometry
+    box = geometry(image.shape[1], image.shape[0], width, height)
     inner = (slice(box.pad_y, box.pad_y + box.new_h), slice(box.pad_x, box.pad_x + box.new_w))
     if dtype == np.float32:
         rgb = np.empty((box.new_h, box.new_w, 3), np.uint8)
