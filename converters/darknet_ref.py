@@ -273,36 +273,55 @@ class Darknet:
                 self._predict(sized.data)
             finally:
                 lib.free_image(sized)
-            num = ctypes.c_int(0)
-            if self.alexeyab:
-                dets = lib.get_network_boxes(self.net, im.w, im.h, thresh, 0.5, None, 1,
-                                             ctypes.byref(num), int(letter))
-            else:
-                dets = lib.get_network_boxes(self.net, im.w, im.h, thresh, 0.5, None, 1,
-                                             ctypes.byref(num))
-            try:
-                classes = dets[0].classes if num.value else 0
-                kind, beta = self.nms()
-                if num.value and kind == "default":
-                    lib.do_nms_sort(dets, num.value, classes, nms)
-                elif num.value:
-                    lib.diounms_sort(dets, num.value, classes, nms, NMS_KINDS.index(kind), beta)
-                out = []
-                for k in range(num.value):
-                    d = dets[k]
-                    b = d.bbox
-                    box = ((b.x - b.w / 2) * im.w, (b.y - b.h / 2) * im.h,
-                           (b.x + b.w / 2) * im.w, (b.y + b.h / 2) * im.h)
-                    box = (max(0.0, box[0]), max(0.0, box[1]), min(im.w - 1.0, box[2]),
-                           min(im.h - 1.0, box[3]))
-                    for j in range(classes):
-                        if d.prob[j] > thresh:
-                            out.append(Detection(box, float(d.prob[j]), j))
-                return out
-            finally:
-                lib.free_detections(dets, num.value)
+            return self._detections(im.w, im.h, letter, thresh, nms)
         finally:
             lib.free_image(im)
+
+    def detect_input(self, image_rgb01: np.ndarray, src_w: int, src_h: int, letter_box: bool,
+                     thresh: float = 0.25, nms: float = 0.45) -> list[Detection]:
+        """Darknet's detector on an input tensor prepared elsewhere (e.g. by our runtime),
+        boxes mapped to a `src_w` x `src_h` source as its `detector test` maps them."""
+        chw = np.ascontiguousarray(image_rgb01.transpose(2, 0, 1), dtype=np.float32)
+        self._predict(chw.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        return self._detections(src_w, src_h, letter_box, thresh, nms)
+
+    def _detections(self, im_w: int, im_h: int, letter: bool, thresh: float,
+                    nms: float) -> list[Detection]:
+        """get_network_boxes + the cfg's NMS after a forward pass, in source pixels."""
+        lib = self.lib
+        num = ctypes.c_int(0)
+        if self.alexeyab:
+            dets = lib.get_network_boxes(self.net, im_w, im_h, thresh, 0.5, None, 1,
+                                         ctypes.byref(num), int(letter))
+        else:
+            dets = lib.get_network_boxes(self.net, im_w, im_h, thresh, 0.5, None, 1,
+                                         ctypes.byref(num))
+        try:
+            classes = dets[0].classes if num.value else 0
+            kind, beta = self.nms()
+            if num.value and kind == "default":
+                lib.do_nms_sort(dets, num.value, classes, nms)
+            elif num.value:
+                lib.diounms_sort(dets, num.value, classes, nms, NMS_KINDS.index(kind), beta)
+            out = []
+            for k in range(num.value):
+                d = dets[k]
+                b = d.bbox
+                box = ((b.x - b.w / 2) * im_w, (b.y - b.h / 2) * im_h,
+                       (b.x + b.w / 2) * im_w, (b.y + b.h / 2) * im_h)
+                # clipped to the image as the runtime clips (edges, 0..w; darknet's drawing
+                # clips to the last pixel's index, w - 1), and like the runtime, a box wholly
+                # outside the image (its centre in the letterbox padding) is no detection
+                box = tuple(min(max(v, 0.0), float(lim))
+                            for v, lim in zip(box, (im_w, im_h, im_w, im_h)))
+                if box[2] <= box[0] or box[3] <= box[1]:
+                    continue
+                for j in range(classes):
+                    if d.prob[j] > thresh:
+                        out.append(Detection(box, float(d.prob[j]), j))
+            return out
+        finally:
+            lib.free_detections(dets, num.value)
 
     def close(self) -> None:
         if self.net:

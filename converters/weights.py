@@ -111,25 +111,42 @@ def load_weights(path: str, net: Network) -> dict[int, ConvWeights]:
     return result
 
 
+_HEAD_ENTRIES = {"xy": lambda n: (0, 1), "wh": lambda n: (2, 3), "objectness": lambda n: (4,),
+                 "classes": lambda n: range(5, n)}
+
+
 def write_weights(path: str, net: Network, rng: np.random.Generator, scale: float = 1.0,
-                  header: tuple[int, int, int] = (0, 2, 0)) -> None:
+                  header: tuple[int, int, int] = (0, 2, 0), head_scale: float | None = None,
+                  head_bias: dict[str, float] | None = None) -> None:
     """Write random weights for `net` in darknet's format (tests, benchmarks).
 
     Kernels are scaled by 1/sqrt(fan_in) and BN variances kept near one so activations stay
-    of order one through deep networks; `scale` multiplies the kernels.
+    of order one through deep networks; `scale` multiplies the kernels. For detections that
+    mean something (a few confident boxes, not thousands at 0.25), `head_scale` multiplies
+    the kernels of the convolutions feeding the heads and `head_bias` sets their biases per
+    entry: {"xy": .., "wh": .., "objectness": .., "classes": ..}.
     """
     in_channels = _input_channels(net)
+    feeds_head = {h.index - 1: h for h in net.heads}
     chunks = []
     for layer in net.layers:
         if layer.kind != "convolutional":
             continue
         p = layer.params
         n, size, c = p["filters"], p["size"], in_channels[layer.index] // p["groups"]
-        chunks.append(rng.normal(0, 0.1, n))
+        head = feeds_head.get(layer.index)
+        bias = rng.normal(0, 0.1, n)
+        if head is not None and head_bias:
+            entries = n // len(head.params["mask"])
+            for name, value in head_bias.items():
+                for k in _HEAD_ENTRIES[name](entries):
+                    bias[k::entries] = value
+        chunks.append(bias)
         if p["batch_normalize"]:
             chunks += [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)]
         fan_in = c * size * size
-        chunks.append(rng.normal(0, scale / np.sqrt(fan_in), n * fan_in))
+        gain = head_scale if head is not None and head_scale is not None else scale
+        chunks.append(rng.normal(0, gain / np.sqrt(fan_in), n * fan_in))
     major, minor, revision = header
     with open(path, "wb") as f:
         f.write(np.array([major, minor, revision], "<i4").tobytes())

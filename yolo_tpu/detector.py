@@ -134,8 +134,13 @@ def postprocess(outputs: list[np.ndarray], quant: list, meta: ModelMeta, box: Le
     keep = nms(boxes, scores, class_ids, iou, agnostic=agnostic, max_det=max_det,
                kind=meta.nms_kind, beta=meta.beta_nms,
                xy_scale=(1.0 / box.new_w, 1.0 / box.new_h))
-    return Detections.from_arrays(box.to_source(boxes[keep]), scores[keep], class_ids[keep],
-                                  meta.names)
+    xyxy = box.to_source(boxes[keep])
+    # a box whose centre fell in the letterbox padding can lie wholly outside the image:
+    # clipped, it has no area, and it is not an object in the picture
+    inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    if not inside.all():
+        xyxy, keep = xyxy[inside], keep[inside]
+    return Detections.from_arrays(xyxy, scores[keep], class_ids[keep], meta.names)
 
 
 def _input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray | None:
