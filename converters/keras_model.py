@@ -97,15 +97,17 @@ class HardMish(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="yolo_tpu")
 class ChannelGroup(keras.layers.Layer):
-    """Darknet's route groups/group_id: the group_id-th of `groups` equal channel slices,
-    as one TFLite SPLIT (an Edge TPU op)."""
+    """Darknet's route groups/group_id: the group_id-th of `groups` equal channel slices, as
+    one STRIDED_SLICE (an Edge TPU op). Not SPLIT: its unused outputs get no calibration
+    statistics, and the converter then leaves the SPLIT in float, off the TPU."""
 
     def __init__(self, groups: int = 1, group_id: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.groups, self.group_id = groups, group_id
 
     def call(self, x):
-        return tf.split(x, self.groups, axis=-1)[self.group_id]
+        size = x.shape[-1] // self.groups
+        return x[..., self.group_id * size:(self.group_id + 1) * size]
 
     def compute_output_shape(self, shape):
         return (*shape[:-1], shape[-1] // self.groups)
