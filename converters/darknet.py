@@ -34,17 +34,24 @@ _CPU_ONLY_ACTIVATIONS = {
 
 
 def tpu_blockers(net: Network) -> list[str]:
-    """One line per layer that keeps the model off the Edge TPU: cfg line, why, what instead."""
-    lines = []
+    """One line per reason the model stays off the Edge TPU: the first cfg line, how many
+    layers share it, and what to use instead."""
+    found: dict[str, list] = {}
     for layer in net.layers:
-        why = _CPU_ONLY_ACTIVATIONS.get(layer.params.get("activation", ""))
-        if why:
-            lines.append(f"{cfg_line(net, layer, 'activation')}: layer {layer.index} "
-                         f"[{layer.kind}] activation={layer.params['activation']}: {why}")
+        act = layer.params.get("activation", "")
+        if act in _CPU_ONLY_ACTIVATIONS:
+            found.setdefault(f"activation={act}", []).append((layer, "activation",
+                                                              _CPU_ONLY_ACTIVATIONS[act]))
         if layer.kind == "reorg":
-            lines.append(f"{cfg_line(net, layer)}: layer {layer.index} [reorg]: darknet's "
-                         "channel order needs rank-4 TRANSPOSE ops the Edge TPU may leave on "
-                         "the CPU")
+            found.setdefault("[reorg]", []).append(
+                (layer, None, "darknet's channel order needs rank-4 TRANSPOSE ops the Edge "
+                              "TPU may leave on the CPU"))
+    lines = []
+    for what, hits in found.items():
+        layer, key, why = hits[0]
+        more = f" (and {len(hits) - 1} more layers)" if len(hits) > 1 else ""
+        lines.append(f"{cfg_line(net, layer, key)}: layer {layer.index} [{layer.kind}] "
+                     f"{what}{more}: {why}")
     return lines
 
 
