@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsummary")
     print(f"  ops on the Edge TPU: {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
+    from .darknet import tpu_blockers
+    for line in tpu_blockers(c.net):  # the cfg line that keeps it off, and what instead
+        print(f"  not for the Edge TPU: {line}")
     print(f"  {cost}")
     print(f"  wrote {keras_path} and {tflite_path}")
     return 0 if report.all_mapped and compiled_ok else 1

@@ -55,6 +55,32 @@ ALEXEYAB = Reference(
      "beta_nms", "new_coords", "scale_x_y"),
     ("n", "layers", "w", "h", "letter_box"),
     "run `make alexeyab` (builds AlexeyAB's darknet from ../shared/reference into build/)")
+# Random weights that make AlexeyAB's cfgs informative at a small input: cfg -> (input size,
+# kernel scale, objectness bias), with class biases -2.5 and w/h biases -1.5. Objectness
+# logits then vary by about one across cells (not all 0.5, not saturated) and a photo gets
+# tens of boxes, not thousands at 0.25. Shared by tests/test_alexeyab.py and
+# scripts/alexeyab_coverage.py.
+RANDOM_WEIGHTS = {
+    "yolov4-tiny": (160, 1.617, -2.68),
+    "yolov4-tiny-custom": (160, 1.617, -2.68),
+    "yolov4-tiny-3l": (160, 1.633, -3.45),
+    "yolov3-tiny-prn": (160, 1.367, -2.83),
+    "yolov4": (128, 1.289, -3.24),
+    "yolov7-tiny": (160, 1.508, -3.2),
+    "yolov2-tiny": (160, 1.57, -3.7),
+    "yolo-fastest-1.1": (160, 1.102, -2.94),
+}
+HEAD_BIAS = {"classes": -2.5, "wh": -1.5}
+
+
+def write_random_weights(path: str, net, name: str) -> None:
+    """`RANDOM_WEIGHTS[name]`'s weights for `net` (same seed each time)."""
+    from .weights import write_weights
+    _, scale, objectness = RANDOM_WEIGHTS[name]
+    write_weights(path, net, np.random.default_rng(0), scale=scale,
+                  head_bias={"objectness": objectness, **HEAD_BIAS})
+
+
 _FLOAT_FIELDS = {"beta_nms", "scale_x_y"}
 _PTR_FIELDS = {"output", "layers"}
 NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")  # darknet's NMS_KIND order

@@ -74,10 +74,14 @@ class LeakyAddRelu(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="yolo_tpu")
 class Mish(keras.layers.Layer):
-    """x * tanh(softplus(x)), darknet's mish. Lowers to EXP/LOG/TANH: CPU only."""
+    """x * tanh(softplus(x)), darknet's mish. Lowers to EXP/LOG/TANH: CPU only.
+
+    The input to softplus is capped at 20 (darknet's own MISH_THRESHOLD: above it softplus
+    is x and tanh of it 1.0 in float32), so EXP never overflows: an infinite calibration
+    range would make the int8 converter abort."""
 
     def call(self, x):
-        return x * keras.ops.tanh(keras.ops.softplus(x))
+        return x * keras.ops.tanh(keras.ops.softplus(keras.ops.minimum(x, 20.0)))
 
     def compute_output_shape(self, shape):
         return shape

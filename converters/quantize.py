@@ -86,7 +86,8 @@ def calibration_feed(paths: list[str], num: int, meta: ModelMeta,
     images = load_images(paths)
 
     def feed():
-        it = samples(images, num, meta.width, meta.height)
+        # fed as the runtime will feed the model: stretched unless it letterboxes
+        it = samples(images, num, meta.width, meta.height, stretch=not meta.letter_box)
         for tensor in tqdm(it, total=num, desc="calibrating", unit="img", disable=not progress,
                            file=sys.stderr):
             yield [tensor]

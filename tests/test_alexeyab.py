@@ -21,22 +21,12 @@ import pytest
 from conftest import ALEXEYAB_CFG, ROOT, SAMPLES
 from converters.cfg import SECTIONS, parse_cfg
 from converters.darknet import convert, tpu_blockers
-from converters.darknet_ref import cfg_with_size, head_activate
-from converters.weights import write_weights
+from converters.darknet_ref import (RANDOM_WEIGHTS, cfg_with_size, head_activate,
+                                   write_random_weights)
 from yolo_tpu.detections import Detections
 from yolo_tpu.metrics import map50
 
-# cfg: (input size, kernel scale, objectness bias); class bias -2.5, w/h bias -1.5 for all.
-CASES = {
-    "yolov4-tiny": (160, 1.617, -2.68),
-    "yolov4-tiny-custom": (160, 1.617, -2.68),
-    "yolov4-tiny-3l": (160, 1.633, -3.45),
-    "yolov3-tiny-prn": (160, 1.367, -2.83),
-    "yolov4": (128, 1.289, -3.24),
-    "yolov7-tiny": (160, 1.508, -3.2),
-    "yolov2-tiny": (160, 1.57, -3.7),
-    "yolo-fastest-1.1": (160, 1.102, -2.94),
-}
+CASES = RANDOM_WEIGHTS  # cfg: (input size, kernel scale, objectness bias)
 EXACT_POLICIES = ("keep", "addrelu")  # darknet's leaky as is, and the Edge TPU form
 IMAGES = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
 
@@ -55,7 +45,7 @@ class Case:
     """One cfg at its test size with its random weights, converted once per session."""
 
     def __init__(self, name: str, folder: Path, letter_box: int | None = None):
-        size, scale, objectness = CASES.get(name, CASES["yolov4-tiny-custom"])
+        size = CASES.get(name, CASES["yolov4-tiny-custom"])[0]
         src = custom_cfg(folder / f"{name}-src.cfg") if name == "custom-3" else \
             ALEXEYAB_CFG / f"{name}.cfg"
         keys = {} if letter_box is None else {"letter_box": letter_box}
@@ -63,8 +53,8 @@ class Case:
         self.cfg = cfg_with_size(str(src), str(folder / f"{name}.cfg"), size, size, keys)
         self.net = parse_cfg(self.cfg, flavor="alexeyab")
         self.weights = str(folder / f"{name}.weights")
-        write_weights(self.weights, self.net, np.random.default_rng(0), scale=scale,
-                      head_bias={"objectness": objectness, "classes": -2.5, "wh": -1.5})
+        write_random_weights(self.weights, self.net,
+                             name if name in CASES else "yolov4-tiny-custom")
         self._models: dict[str, object] = {}
 
     def converted(self, leaky: str):
