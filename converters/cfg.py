@@ -541,7 +541,8 @@ def _activation_layer(r: _Reader, index: int, layers: list[Layer], shape):
 
 
 def _multiply(r: _Reader, index: int, layers: list[Layer], shape):
-    """[sam] (element-wise) and [scale_channels] (per channel): previous x layer `from`."""
+    """[sam]: previous x layer `from`, element-wise. [scale_channels]: layer `from` (h, w, c)
+    scaled per channel by the previous layer (1, 1, c). The output has `from`'s shape."""
     (source,) = r.ints("from")
     target = _route_index(r, index, source, "from")
     other = layers[target].shape
@@ -550,13 +551,13 @@ def _multiply(r: _Reader, index: int, layers: list[Layer], shape):
                "darknet needs equal shapes", "from")
     if r.s.name == "scale_channels":
         r.refuse_unless("scale_wh", 0, "scaling by a per-position map")
-        if other != (1, 1, shape[2]):
-            r.fail(f"[scale_channels] needs a 1x1x{shape[2]} layer to scale by, layer "
-                   f"{target} is {other}", "from")
+        if shape != (1, 1, other[2]):
+            r.fail(f"[scale_channels] scales layer {target} ({other}) by the previous layer, "
+                   f"which must be 1x1x{other[2]}, not {shape}", "from")
     act = r.activation("linear")
     if act in ("swish", "mish", "hard_mish"):
         r.fail(f"[{r.s.name}] does not apply {act} in darknet", "activation")
-    return dict(activation=act), [index - 1, target], shape
+    return dict(activation=act), [index - 1, target], other
 
 
 def _reorg(r: _Reader, index: int, layers: list[Layer], shape):

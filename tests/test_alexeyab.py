@@ -21,6 +21,7 @@ import pytest
 from conftest import ALEXEYAB_CFG, ROOT, SAMPLES
 from converters.cfg import SECTIONS, parse_cfg
 from converters.darknet import convert, tpu_blockers
+from converters.weights import write_weights
 from converters.darknet_ref import (RANDOM_WEIGHTS, cfg_with_size, head_activate,
                                    write_random_weights)
 from yolo_tpu.detections import Detections
@@ -271,3 +272,138 @@ def test_alexeyab_batch_norm_arithmetic(need_alexeyab, tmp_path):
         errors[flavor] = max(r for _, r in head_differences(predict(c.model, image), ref,
                                                               c.meta.heads))
     assert errors["alexeyab"] <= 1e-3 < errors["pjreddie"], errors
+
+
+SYNTHETIC_CFG = """\
+[net]
+width=64
+height=64
+channels=3
+letter_box=0
+
+# 0: 64x64x8
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=swish
+
+# 1: 32x32x8, darknet pads 1 on top/left where TF 'same' pads 0: edges repeated
+[maxpool]
+size=3
+stride=2
+
+# 2: grouped convolution (not depthwise): SPLIT + CONV_2D x2 + CONCATENATION
+[convolutional]
+batch_normalize=1
+filters=16
+groups=2
+size=3
+stride=1
+pad=1
+activation=hard_mish
+
+# 3: depthwise, stride 2: 16x16x16
+[convolutional]
+batch_normalize=1
+filters=16
+groups=16
+size=3
+stride=2
+pad=1
+activation=mish
+
+# 4-6: squeeze and excitation
+[avgpool]
+
+[convolutional]
+filters=16
+size=1
+activation=logistic
+
+[scale_channels]
+from=-3
+
+# 7: spatial attention
+[sam]
+from=-4
+
+[dropout]
+probability=.1
+
+# 9: 8x8x64 in darknet's reorg order
+[reorg]
+stride=2
+
+# 10
+[convolutional]
+batch_normalize=1
+filters=24
+size=3
+pad=1
+activation=tanh
+
+# 11: 16x16x24, scaled
+[upsample]
+stride=2
+scale=0.5
+
+# 12: layer 6's 16 channels added into the first 16 of layer 11's 24 (yolov3-tiny-prn
+# has the other direction: more channels in `from`, the extra ones dropped)
+[shortcut]
+from=-6
+activation=leaky
+
+# 13: the same after a leaky
+[shortcut]
+from=-7
+activation=linear
+
+# 14
+[route]
+layers=-1,-8
+groups=2
+group_id=1
+
+# 15: 8x8
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=24
+size=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=6,8, 12,10, 20,24
+classes=3
+num=3
+scale_x_y=1.1
+"""
+
+
+def test_every_layer_kind_agrees_with_alexeyab_darknet(need_alexeyab, tmp_path):
+    """One small cfg with every section type and activation the converter builds beyond
+    the eight real cfgs: maxpool padding, grouped/depthwise convs, swish, hard_mish, mish,
+    tanh, avgpool, scale_channels, sam, dropout, reorg, upsample scale, shortcut across
+    channel counts, route groups over two layers."""
+    from converters.darknet_ref import ALEXEYAB, Darknet, head_differences
+    from converters.keras_model import predict
+    cfg = tmp_path / "every.cfg"
+    cfg.write_text(SYNTHETIC_CFG)
+    net = parse_cfg(str(cfg))
+    assert net.flavor == "alexeyab" and [l.shape for l in net.layers][9] == (8, 8, 64)
+    weights = str(tmp_path / "every.weights")
+    write_weights(weights, net, np.random.default_rng(1), scale=1.5)
+    image = photo(64)
+    with Darknet(str(cfg), weights, ALEXEYAB) as dn:
+        ref = dn.forward(image)
+    for leaky in EXACT_POLICIES:
+        c = convert(str(cfg), weights, leaky)
+        diffs = head_differences(predict(c.model, image), ref, c.meta.heads)
+        assert max(r for _, r in diffs) <= 1e-3, (leaky, diffs)
+    assert float(np.abs(ref[0]).std()) > 0.05  # not a constant head
