@@ -72,24 +72,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    stage(3, total, "Edge TPU op check")
-    from .edgetpu_check import check, format_report
-    report = check(tflite_path)
+    stage(3, total, "Edge TPU op check (prediction)")
+    from .edgetpu_check import check_model, format_report
+    from .edgetpu_memory import summary_lines
+    from yolo_tpu.tflite_file import read_model
+    parsed = read_model(tflite_path)
+    report = check_model(parsed, tflite_path)
     print(format_report(report))
-    compiled_ok = True
+    compiled_ok, compiler_report = True, None
     if total == 4:
         stage(4, total, "edgetpu_compiler")
-        from .edgetpu_compile import main as compile_main
-        compiled_ok = compile_main([tflite_path, "-o", args.out_dir]) == 0
+        from pathlib import Path
+        from .edgetpu_compile import compile_model
+        code, compiler_report = compile_model(Path(tflite_path), Path(args.out_dir))
+        compiled_ok = code == 0
 
     from .accuracy import report_quantization_cost
     cost = report_quantization_cost(c.model, c.meta, tflite_path, keras_path, args.calib, None)
     print("\nsummary")
-    print(f"  ops on the Edge TPU: {report.tpu_count} of {report.total}"
+    print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
     from .darknet import tpu_blockers
     for line in tpu_blockers(c.net):  # the cfg line that keeps it off, and what instead
         print(f"  not for the Edge TPU: {line}")
+    sizes = compiler_report.memory if compiler_report is not None else None
+    for line in summary_lines(parsed, [op.mapped for op in report.ops], sizes):
+        print(f"  {line}")
     print(f"  {cost}")
     print(f"  wrote {keras_path} and {tflite_path}")
     return 0 if report.all_mapped and compiled_ok else 1

@@ -1,28 +1,37 @@
-"""Static Edge TPU check: which ops of a `.tflite` model the Edge TPU compiler will map.
+"""Static Edge TPU check: a prediction of which ops `edgetpu_compiler` will map.
 
-`python -m converters.edgetpu_check MODEL.tflite [--json]`
+`python -m converters.edgetpu_check MODEL.tflite [--compiled MODEL_edgetpu.tflite] [--json]`
 
 The compiler (`edgetpu_compiler`) only runs on x86-64 Debian/Ubuntu, so this module applies
-its documented rules to the flatbuffer instead, with no TensorFlow, and prints the table
-`edgetpu_compiler -s` prints, in its format and wording. Exit 0 when every op maps, 1 when
-some op would run on the CPU, 2 (one-line error) when the file is not a readable TFLite model.
+its rules to the flatbuffer instead, with no TensorFlow, and prints a table in the layout of
+`edgetpu_compiler -s` but in its own words: each row is a *prediction*, never the
+compiler's verdict (`converters.edgetpu_compile` prints the compiler's own words when it
+ran). With `--compiled`, the prediction is held against what the compiler really did, read
+from its output file. Exit 0 when every op is predicted to map, 1 when some op would run
+on the CPU, 2 (one-line error) when the file is not a readable TFLite model.
 
-Where the rules come from:
-- Coral, "TensorFlow models on the Edge TPU", sections "Model requirements" and "Supported
+Where the rules come from, strongest evidence first:
+- Real compiler 16 outputs beside their inputs (tests/fixtures/edgetpu_real, from
+  google-coral/test_data): which op ran where is read from the compiled file by tensor name
+  (`placement_from_compiled`), and the tests require this checker to agree op by op. They
+  show: placement follows data dependencies, not op order (an op is left on the CPU when
+  one of its inputs comes from an op that stayed on the CPU after the Edge TPU part);
+  UNIDIRECTIONAL_SEQUENCE_LSTM maps with its int16 cell state; RESIZE_BILINEAR with
+  half_pixel_centers maps; float->int8 QUANTIZE, DEQUANTIZE, CAST stay on the CPU; int8
+  requantize (QUANTIZE int8->int8) and the uint8<->int8 QUANTIZE at the model's edges map.
+- Coral, "TensorFlow models on the Edge TPU", "Model requirements" and "Supported
   operations": https://coral.ai/docs/edgetpu/models-intro/#supported-operations
   (8-bit tensors, static sizes, constant parameters, at most 3 innermost dimensions > 1,
   the supported-op table and each op's "known limitations").
-- The compiler's one-partition rule (one Edge TPU subgraph: once an op cannot map, every
-  later op runs on the CPU, status "More than one subgraph is not supported"), as described
-  by Coral's maintainers: https://github.com/google-coral/edgetpu/issues/461
-- Status wording as `edgetpu_compiler -s` prints it (compiler logs quoted in
-  https://github.com/google-coral/edgetpu/issues/60, /490, /420, /396 and others).
-- Op versions the compiler can parse: edgetpu_compiler 16.0 rejects the whole model ("Didn't
-  find op for builtin opcode ... Model could not be parsed") for op versions newer than its
-  TFLite (seen: CONV_2D v6, QUANTIZE v3, TRANSPOSE_CONV v4; edgetpu issues #631, #879, #845).
-  The limits below are each op's highest version with a minimum runtime <= TFLite 2.5.0 in
-  tensorflow/lite/tools/versioning/runtime_version.cc (compiler 15 already failed on 2.5.0
-  versions, so this is the conservative reading for compiler 16).
+- The one-Edge-TPU-subgraph rule without `-a`/`-d` (status "More than one subgraph is not
+  supported"), as Coral's maintainers describe it: google-coral/edgetpu issue #461.
+- Size limits the compiler does not document ("not mapped due to some unspecified
+  limitation"): where a public report gives a data point, the op gets a warning, not a
+  verdict (issues #461 MEAN, #598 LSTM, #512 yolov5s, and logs/ in ../shared/edgetpu).
+- Op versions: edgetpu_compiler 16 rejects the whole model ("Didn't find op for builtin
+  opcode ... Model could not be parsed") for op versions newer than its TFLite (seen:
+  CONV_2D v6, QUANTIZE v3, TRANSPOSE_CONV v4; edgetpu issues #631, #879, #845). OP_VERSIONS
+  gives each op's limit and the evidence for it.
 """
 from __future__ import annotations
 
@@ -35,6 +44,7 @@ from pathlib import Path
 from typing import Callable
 
 from yolo_tpu.tflite_file import (
+    EDGETPU_CUSTOM_CODE,
     NotTfliteError,
     OperatorInfo,
     TensorInfo,
@@ -42,70 +52,105 @@ from yolo_tpu.tflite_file import (
     read_model,
 )
 
-# Status strings as edgetpu_compiler prints them in its -s table. MAPPED, SUBGRAPH,
-# DATA_TYPE, VERSION and UNSPECIFIED are verbatim from published compiler logs; the other
-# four are the compiler's wording as far as known but were not found in a published log
-# (the real compiler aborts outright on dynamic-sized tensors instead of listing them).
-MAPPED = "Mapped to Edge TPU"
-NOT_SUPPORTED = "Operation not supported"
-SUBGRAPH = "More than one subgraph is not supported"
-DATA_TYPE = "Operation is working on an unsupported data type"
-VERSION = "Operation version not supported"
-UNSPECIFIED = "Operation is otherwise supported, but not mapped due to some unspecified limitation"
-RANK = "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
-DYNAMIC = "Attempted to use a dynamic-sized tensor"
-NOT_CONSTANT = "Filter, bias, or other param is not constant at compile-time"
-
-EDGETPU_CUSTOM_CODE = "edgetpu-custom-op"
+# Placement kinds. Each is a prediction; COMPILER_STATUS gives the status the compiler
+# prints for it in its -s table (to compare with a parsed compiler report), PREDICTION
+# the words this checker prints.
+MAPPED = "edgetpu"
+NOT_SUPPORTED = "unsupported_op"
+SUBGRAPH = "after_cpu_op"
+DATA_TYPE = "data_type"
+VERSION = "op_version"
+UNSPECIFIED = "limitation"
+RANK = "rank"
+DYNAMIC = "dynamic"
+NOT_CONSTANT = "not_constant"
 # What a compiled model's CPU ops are reported as: the compiler left them out on purpose.
-COMPILED_CPU = "Left on the CPU by the compiler"
+COMPILED_CPU = "compiled_cpu"
 
-# The supported-op table (Coral docs, runtime 14 / compiler 16), as TFLite op names, with the
-# highest op version edgetpu_compiler 16 can parse (see the module docstring).
-MAX_VERSION: dict[str, int] = {
-    "ADD": 3,
-    "AVERAGE_POOL_2D": 3,
-    "CONCATENATION": 3,
-    "CONV_2D": 5,
-    "DEPTHWISE_CONV_2D": 6,
-    "EXPAND_DIMS": 1,
-    "FULLY_CONNECTED": 9,
-    "L2_NORMALIZATION": 2,
-    "LOGISTIC": 3,
-    "LSTM": 4,
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": 3,  # the docs' "LSTM: Unidirectional LSTM only"
-    "MAXIMUM": 4,
-    "MAX_POOL_2D": 3,
-    "MEAN": 3,
-    "MINIMUM": 4,
-    "MUL": 4,
-    "PACK": 3,
-    "PAD": 3,
-    "PRELU": 1,
-    "QUANTIZE": 2,
-    "REDUCE_MAX": 3,
-    "REDUCE_MIN": 3,
-    "RELU": 3,
-    "RELU6": 3,
-    "RELU_N1_TO_1": 1,
-    "RESHAPE": 1,
-    "RESIZE_BILINEAR": 4,
-    "RESIZE_NEAREST_NEIGHBOR": 4,
-    "RSQRT": 2,
-    "SLICE": 5,
-    "SOFTMAX": 3,
-    "SPACE_TO_DEPTH": 2,
-    "SPLIT": 4,
-    "SQUARED_DIFFERENCE": 2,
-    "SQUEEZE": 2,
-    "STRIDED_SLICE": 5,
-    "SUB": 5,
-    "SUM": 2,
-    "TANH": 3,
-    "TRANSPOSE": 5,
-    "TRANSPOSE_CONV": 3,
+# The compiler's own status strings. MAPPED, SUBGRAPH, DATA_TYPE, VERSION and UNSPECIFIED
+# are verbatim from published compiler logs; the others are its wording as far as known
+# (the real compiler aborts outright on dynamic-sized tensors instead of listing them).
+COMPILER_STATUS = {
+    MAPPED: "Mapped to Edge TPU",
+    NOT_SUPPORTED: "Operation not supported",
+    SUBGRAPH: "More than one subgraph is not supported",
+    DATA_TYPE: "Operation is working on an unsupported data type",
+    VERSION: "Operation version not supported",
+    UNSPECIFIED: "Operation is otherwise supported, but not mapped due to some unspecified "
+                 "limitation",
+    RANK: "Tensor has unsupported rank (up to 3 innermost dimensions mapped)",
+    DYNAMIC: "Attempted to use a dynamic-sized tensor",
+    NOT_CONSTANT: "Filter, bias, or other param is not constant at compile-time",
+    COMPILED_CPU: "(compiled: on the CPU)",
 }
-SUPPORTED_OPS = frozenset(MAX_VERSION)
+PREDICTION = {
+    MAPPED: "Edge TPU",
+    NOT_SUPPORTED: "CPU: not an Edge TPU operation",
+    SUBGRAPH: "CPU: input comes from an op left on the CPU",
+    DATA_TYPE: "CPU: data type",
+    VERSION: "CPU: op version or variant",
+    UNSPECIFIED: "CPU: op limitation",
+    RANK: "CPU: tensor rank",
+    DYNAMIC: "CPU: dynamic shape",
+    NOT_CONSTANT: "CPU: parameter not constant",
+    COMPILED_CPU: "CPU (compiled file)",
+}
+COMPILED_MAPPED = "compiled_edgetpu"
+COMPILER_STATUS[COMPILED_MAPPED] = COMPILER_STATUS[MAPPED]
+PREDICTION[COMPILED_MAPPED] = "Edge TPU (compiled file)"
+
+# Each op of the supported-op table (Coral docs, runtime 14 / compiler 16) with the highest
+# version predicted to map, and the evidence. "pair" = seen mapped by compiler 16 in a real
+# pair (tests/fixtures/edgetpu_real); "rt2.5" = the op's highest version whose minimum
+# runtime is <= TFLite 2.5.0 in tensorflow/lite/tools/versioning/runtime_version.cc
+# (libedgetpu 16 and the compiler were built against TF 2.5; compiler 15 already failed on
+# versions added in 2.5, so this is the conservative reading).
+_PAIR, _RT = "pair", "rt2.5"
+OP_VERSIONS: dict[str, tuple[int, str]] = {
+    "ADD": (3, f"{_RT}; v2 {_PAIR} movenet"),
+    "AVERAGE_POOL_2D": (3, f"{_RT}; v1 {_PAIR} mobilenet_v1"),
+    "CONCATENATION": (3, f"{_RT}; v1 {_PAIR} split_concat, v2 posenet"),
+    "CONV_2D": (5, f"{_RT}; v1 mobilenet_v1, v3 {_PAIR} movenet/posenet; v6 refused (#631)"),
+    "DEPTHWISE_CONV_2D": (6, f"{_RT}; v1 mobilenet_v1, v3 {_PAIR} movenet/posenet"),
+    "EXPAND_DIMS": (1, _RT),
+    "FULLY_CONNECTED": (9, f"{_RT}; v4 {_PAIR} keras_lstm"),
+    "L2_NORMALIZATION": (2, _RT),
+    "LOGISTIC": (3, f"{_RT}; v2 {_PAIR} movenet"),
+    "LSTM": (4, _RT),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (3, f"{_RT}; v1 {_PAIR} keras_lstm (int16 cell state)"),
+    "MAXIMUM": (4, _RT),
+    "MAX_POOL_2D": (3, _RT),
+    "MEAN": (3, _RT),
+    "MINIMUM": (4, _RT),
+    "MUL": (4, f"{_RT}; v2 {_PAIR} movenet"),
+    "PACK": (3, _RT),
+    "PAD": (3, f"{_RT}; v2 {_PAIR} posenet"),
+    "PRELU": (1, _RT),
+    "QUANTIZE": (2, f"{_RT}; v1 {_PAIR} keras_lstm/movenet/posenet; v3 refused (#879)"),
+    "REDUCE_MAX": (3, _RT),
+    "REDUCE_MIN": (3, _RT),
+    "RELU": (3, _RT),
+    "RELU6": (3, _RT),
+    "RELU_N1_TO_1": (1, _RT),
+    "RESHAPE": (1, f"{_RT}; v1 {_PAIR} keras_lstm/mobilenet_v1/movenet"),
+    "RESIZE_BILINEAR": (4, f"{_RT}; v3 (half_pixel_centers) {_PAIR} movenet"),
+    "RESIZE_NEAREST_NEIGHBOR": (4, _RT),
+    "RSQRT": (2, _RT),
+    "SLICE": (5, _RT),
+    "SOFTMAX": (3, f"{_RT}; v1 {_PAIR} mobilenet_v1, v2 keras_lstm"),
+    "SPACE_TO_DEPTH": (2, _RT),
+    "SPLIT": (4, f"{_RT}; v1 {_PAIR} split_concat"),
+    "SQUARED_DIFFERENCE": (2, _RT),
+    "SQUEEZE": (2, _RT),
+    "STRIDED_SLICE": (5, _RT),
+    "SUB": (5, f"{_RT}; v2 {_PAIR} movenet"),
+    "SUM": (2, _RT),
+    "TANH": (3, _RT),
+    "TRANSPOSE": (5, _RT),
+    "TRANSPOSE_CONV": (3, f"{_RT}; v4 refused (#845)"),
+}
+MAX_VERSION = {op: limit for op, (limit, _) in OP_VERSIONS.items()}
+SUPPORTED_OPS = frozenset(OP_VERSIONS)
 
 # Fused activations the hardware applies in the same pass; anything else (TANH, SIGN_BIT)
 # is not listed as supported.
@@ -124,22 +169,34 @@ _PARAM_INPUTS = {
 _EIGHT_BIT = {"INT8", "UINT8"}
 # Constant parameter tensors (biases, shapes, axes, paddings) may be 32/64-bit integers.
 _CONST_TYPES = _EIGHT_BIT | {"INT32", "INT64"}
+# A fully quantized LSTM keeps its cell state in int16 and its output state in int8.
+_LSTM_STATE_TYPES = _EIGHT_BIT | {"INT16"}
 SOFTMAX_MAX_ELEMENTS = 16000
 
 
 @dataclass(frozen=True)
 class OpCheck:
-    """One operator's verdict: the compiler status it would get and why."""
+    """One operator's predicted placement (a kind above) and why."""
 
     index: int
     op: str
     version: int
     status: str
     reason: str = ""
+    warning: str = ""  # predicted to map, but near a limit the compiler does not document
 
     @property
     def mapped(self) -> bool:
-        return self.status == MAPPED
+        return self.status in (MAPPED, COMPILED_MAPPED)
+
+    @property
+    def prediction(self) -> str:
+        return PREDICTION[self.status]
+
+    @property
+    def compiler_status(self) -> str:
+        """The status the compiler prints for this kind (for comparing with its report)."""
+        return COMPILER_STATUS[self.status]
 
 
 @dataclass(frozen=True)
@@ -167,8 +224,12 @@ class CheckReport:
     def all_mapped(self) -> bool:
         return self.tpu_count == self.total
 
+    @property
+    def warnings(self) -> list[OpCheck]:
+        return [op for op in self.ops if op.warning]
+
     def table_rows(self) -> list[tuple[str, int, str]]:
-        """(op, count, status) rows like the compiler's table, in first-seen order."""
+        """(op, count, kind) rows like the compiler's table, in first-seen order."""
         counts = Counter((op.op, op.status) for op in self.ops)
         return [(name, n, status) for (name, status), n in counts.items()]
 
@@ -181,9 +242,11 @@ class CheckReport:
             "tpu": self.tpu_count,
             "cpu": self.cpu_count,
             "all_mapped": self.all_mapped,
-            "ops": [asdict(op) | {"mapped": op.mapped} for op in self.ops],
+            "ops": [asdict(op) | {"mapped": op.mapped, "prediction": op.prediction}
+                    for op in self.ops],
             "table": [
-                {"op": name, "count": n, "status": status} for name, n, status in self.table_rows()
+                {"op": name, "count": n, "status": status, "prediction": PREDICTION[status]}
+                for name, n, status in self.table_rows()
             ],
             "notes": list(self.notes),
         }
@@ -215,6 +278,8 @@ def _check_data_types(model: TfliteModel, op: OperatorInfo) -> Verdict:
     for i in [i for i in op.inputs + op.outputs if i >= 0]:
         t = model.tensor(i)
         allowed = _CONST_TYPES if t.is_constant else _EIGHT_BIT
+        if op.name in _CELL_ACTIVATION and t.is_variable:
+            allowed = _LSTM_STATE_TYPES  # the int16 cell state (keras_lstm pair: mapped)
         if t.dtype not in allowed:
             kind = "constant" if t.is_constant else "tensor"
             return DATA_TYPE, f"{kind} '{t.name}' is {t.dtype}; the Edge TPU computes on int8/uint8"
@@ -374,10 +439,9 @@ def _limit_prelu(model: TfliteModel, op: OperatorInfo) -> Verdict:
 
 
 def _limit_resize(model: TfliteModel, op: OperatorInfo) -> Verdict:
-    # half_pixel_centers=True (TF2's tf.image.resize default) is what the compiler rejects
-    # with "Operation version not supported" (edgetpu issues #187, #206, #396, #420).
-    if op.options.get("half_pixel_centers", False):
-        return VERSION, f"{op.name} with half_pixel_centers=True is not supported"
+    # half_pixel_centers=True (TF2's tf.image.resize default) was refused by compilers
+    # before 16 ("Operation version not supported", edgetpu issues #187, #396); compiler 16
+    # maps it for RESIZE_BILINEAR (movenet pair). Nearest-neighbour: see _WARNINGS.
     for t in (model.tensor(op.inputs[0]), model.tensor(op.outputs[0])):
         if len(t.shape) != 4 or t.shape[0] != 1:
             return UNSPECIFIED, f"input/output must be a 3-dimensional tensor (is {list(t.shape)})"
@@ -441,6 +505,62 @@ _LIMITS: dict[str, tuple[Callable[[TfliteModel, OperatorInfo], Verdict], ...]] =
     "STRIDED_SLICE": (_limit_strided_slice,),
 }
 
+# --- warnings: limits the compiler does not document ----------------------------------------
+# Each is a public data point, not a rule: the op is still predicted to map.
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= max(int(d), 1)
+    return n
+
+
+def _warn_mean(model: TfliteModel, op: OperatorInfo) -> str:
+    n = _elements(model.tensor(op.inputs[0]).shape)
+    if n > 24576:
+        return (f"MEAN over {n} elements: compiler 16 left a MEAN over 1x256x128x3 (98304) on "
+                f"the CPU and mapped 1x64x128x3 (edgetpu issue #461)")
+    return ""
+
+
+def _warn_lstm(model: TfliteModel, op: OperatorInfo) -> str:
+    features = model.tensor(op.inputs[0]).shape[-1]
+    if features > 900:
+        return (f"LSTM input of {features} features: the compiler failed on LSTM inputs "
+                f"above about 900 (edgetpu issue #598)")
+    return ""
+
+
+def _warn_nearest_half_pixel(model: TfliteModel, op: OperatorInfo) -> str:
+    if op.options.get("half_pixel_centers", False):
+        return ("RESIZE_NEAREST_NEIGHBOR with half_pixel_centers: refused by compilers before "
+                "16 (edgetpu issues #187, #396); compiler 16 maps the bilinear form, the "
+                "nearest form is unverified")
+    return ""
+
+
+def _warn_size_unknown(model: TfliteModel, op: OperatorInfo) -> str:
+    # yolov5s at 224 px (../shared/edgetpu/logs): one of 3 TRANSPOSE, 1 of 18 CONCATENATION,
+    # 1 of 6 RESHAPE not mapped for an "unspecified limitation"; the sizes are not published.
+    # The yolov5s head transposes 28x28, 14x14 and 7x7 grids of 3x85 values (199920, 49980,
+    # 12495 elements; inferred from the architecture, the file is not published).
+    largest = max((_elements(t.shape) for t in _activations(model, op)), default=0)
+    if largest > 49980:
+        return (f"{op.name} on {largest} elements: the compiler has left large {op.name} ops "
+                f"on the CPU for limits it does not document (yolov5s compiler log)")
+    return ""
+
+
+_WARNINGS: dict[str, Callable[[TfliteModel, OperatorInfo], str]] = {
+    "MEAN": _warn_mean,
+    "LSTM": _warn_lstm,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _warn_lstm,
+    "RESIZE_NEAREST_NEIGHBOR": _warn_nearest_half_pixel,
+    "TRANSPOSE": _warn_size_unknown,
+}
+
+
 # General rules, in the order their findings take precedence.
 _GENERAL = (
     _check_quantize_input,
@@ -464,26 +584,37 @@ def op_verdict(model: TfliteModel, op: OperatorInfo) -> Verdict:
 
 
 def _partition(model: TfliteModel) -> list[OpCheck]:
-    """Apply the one-Edge-TPU-subgraph rule on top of each op's own verdict.
+    """Each op's own verdict, then the one-Edge-TPU-subgraph rule along data dependencies.
 
-    Ops before the first mappable op simply stay on the CPU (the segment starts later); the
-    segment then ends at the first op that cannot map, and every later op runs on the CPU.
+    Data may flow CPU -> Edge TPU -> CPU once: ops on the CPU before the Edge TPU part (a
+    float input's CAST/QUANTIZE) feed it, but an op that needs the output of a CPU op which
+    itself depends on the Edge TPU part stays on the CPU even if it could map, since
+    mapping it would need a second Edge TPU subgraph. Ops in other branches are not
+    affected, whatever their position in the op list (movenet pair).
     """
+    on_tpu: set[int] = set()  # tensors produced on the Edge TPU
+    # tensors downstream of the Edge TPU part through a CPU op -> the CPU op where it left
+    crossed: dict[int, int] = {}
     checks: list[OpCheck] = []
-    started, cut_at = False, None
-    for op in model.operators:
+    for op in model.operators:  # execution order is a topological order
         verdict = op_verdict(model, op)
-        if verdict is None and cut_at is None:
-            started = True
-            checks.append(OpCheck(op.index, op.name, op.version, MAPPED))
-        elif verdict is None:
-            first = model.operators[cut_at]
-            reason = f"runs on the CPU after op {cut_at} ({first.name}) ended the Edge TPU segment"
+        inputs = [i for i in op.inputs if i >= 0 and not model.tensor(i).is_constant]
+        origins = [crossed[i] for i in inputs if i in crossed]
+        if verdict is None and not origins:
+            on_tpu.update(i for i in op.outputs if i >= 0)
+            warn = _WARNINGS.get(op.name)
+            checks.append(OpCheck(op.index, op.name, op.version, MAPPED,
+                                  warning=warn(model, op) if warn else ""))
+            continue
+        if verdict is None:
+            first = model.operators[min(origins)]
+            reason = f"op {first.index} ({first.name}) stays on the CPU after the Edge TPU part"
             checks.append(OpCheck(op.index, op.name, op.version, SUBGRAPH, reason))
         else:
-            if started and cut_at is None:
-                cut_at = op.index
             checks.append(OpCheck(op.index, op.name, op.version, *verdict))
+        if origins or any(i in on_tpu for i in inputs):
+            origin = min(origins) if origins else op.index
+            crossed.update({i: origin for i in op.outputs if i >= 0})
     return checks
 
 
@@ -509,7 +640,7 @@ def _model_notes(model: TfliteModel, checks: list[OpCheck]) -> list[str]:
 def _compiled_report(source: str, model: TfliteModel) -> CheckReport:
     """A model already compiled by edgetpu_compiler: its custom op(s) run on the Edge TPU."""
     ops = tuple(
-        OpCheck(op.index, op.name, op.version, MAPPED)
+        OpCheck(op.index, op.name, op.version, COMPILED_MAPPED)
         if op.custom_code == EDGETPU_CUSTOM_CODE
         else OpCheck(op.index, op.name, op.version, COMPILED_CPU, "outside the edgetpu-custom-op")
         for op in model.operators
@@ -532,18 +663,62 @@ def check(path_or_bytes: str | Path | bytes) -> CheckReport:
     return check_model(read_model(path_or_bytes), source)
 
 
+# --- truth from a compiled file -----------------------------------------------------------
+
+
+class NotCompiledFromError(ValueError):
+    """The compiled file was not made from this model (its tensors do not match)."""
+
+
+def placement_from_compiled(model: TfliteModel, compiled: TfliteModel) -> list[bool]:
+    """Where edgetpu_compiler put each op of `model`: True = inside the edgetpu-custom-op.
+
+    The compiler keeps tensor names: an op whose output tensor is produced by an op other
+    than the custom op in the compiled file stayed on the CPU; every other op was folded
+    into the custom op (that includes the QUANTIZE ops at the model's edges).
+    """
+    if not any(op.custom_code == EDGETPU_CUSTOM_CODE for op in compiled.operators):
+        raise NotCompiledFromError("no edgetpu-custom-op: not an edgetpu_compiler output")
+    names = {t.name for t in model.tensors}
+    cpu_outputs = {
+        compiled.tensor(t).name
+        for op in compiled.operators
+        if op.custom_code != EDGETPU_CUSTOM_CODE
+        for t in op.outputs
+        if t >= 0
+    }
+    io = {compiled.tensor(i).name for i in compiled.inputs + compiled.outputs}
+    if not io <= names or not cpu_outputs <= names:
+        raise NotCompiledFromError("its tensor names are not this model's")
+    placement = [
+        not any(model.tensor(t).name in cpu_outputs for t in op.outputs if t >= 0)
+        for op in model.operators
+    ]
+    n_cpu = sum(op.custom_code != EDGETPU_CUSTOM_CODE for op in compiled.operators)
+    if placement.count(False) != n_cpu:
+        raise NotCompiledFromError(
+            f"{n_cpu} CPU ops in the compiled file, {placement.count(False)} matched by name")
+    return placement
+
+
+def disagreements(report: CheckReport, placement: list[bool]) -> list[OpCheck]:
+    """The ops whose predicted placement differs from the compiler's."""
+    return [op for op, tpu in zip(report.ops, placement) if op.mapped != tpu]
+
+
 # --- output -------------------------------------------------------------------------------
 
 
-def format_table(rows: list[tuple[str, int, str]]) -> str:
-    """The compiler's `-s` table: op name in 31 columns, count in 11, then the status."""
-    lines = [f"{'Operator':<31}{'Count':<11}Status", ""]
-    lines += [f"{name:<31}{count:<11}{status}" for name, count, status in rows]
+def format_table(rows: list[tuple[str, int, str]], header: str = "Status") -> str:
+    """The compiler's `-s` table layout: op name in 31 columns, count in 11, then the text."""
+    lines = [f"{'Operator':<31}{'Count':<11}{header}", ""]
+    lines += [f"{name:<31}{count:<11}{text}" for name, count, text in rows]
     return "\n".join(lines)
 
 
 def verdict_line(report: CheckReport) -> str:
-    return f"{report.tpu_count} of {report.total} operations will run on the Edge TPU"
+    return (f"Predicted: {report.tpu_count} of {report.total} operations on the Edge TPU "
+            f"(a static prediction; edgetpu_compiler has the final word)")
 
 
 def format_report(report: CheckReport) -> str:
@@ -554,35 +729,73 @@ def format_report(report: CheckReport) -> str:
             f"{report.edgetpu_custom_ops} edgetpu-custom-op(s) run on the Edge TPU, "
             f"{cpu} other op(s) run on the CPU"
         )
-    parts = [format_table(report.table_rows())]
+    rows = [(name, n, PREDICTION[kind]) for name, n, kind in report.table_rows()]
+    parts = [format_table(rows, "Predicted placement")]
     failed = [op for op in report.ops if not op.mapped]
     if failed:
-        parts.append("\nNot mapped:")
-        parts += [f"  op {op.index} {op.op}: {op.status}: {op.reason}" for op in failed]
+        parts.append("\nPredicted on the CPU:")
+        parts += [f"  op {op.index} {op.op}: {op.prediction}: {op.reason}" for op in failed]
+    if report.warnings:
+        parts.append("\nPredicted on the Edge TPU, but near a limit the compiler does not "
+                     "document (check with edgetpu_compiler):")
+        parts += [f"  op {op.index} {op.op}: {op.warning}" for op in report.warnings]
     parts += [f"Note: {note}" for note in report.notes]
     parts.append("")
     parts.append(verdict_line(report))
     return "\n".join(parts)
 
 
+def format_comparison(report: CheckReport, placement: list[bool], compiled: str) -> str:
+    wrong = disagreements(report, placement)
+    lines = [f"Compared with {compiled}: the prediction agrees on "
+             f"{report.total - len(wrong)} of {report.total} ops"]
+    lines += [f"  op {op.index} {op.op}: predicted {op.prediction}, compiled "
+              f"{'Edge TPU' if not op.mapped else 'CPU'}" for op in wrong]
+    return "\n".join(lines)
+
+
+def one_line_error(exc: Exception, name_file: bool = True) -> str:
+    """An OSError or parse error as the rest of a one-line message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename and name_file else exc.strerror
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m converters.edgetpu_check",
-        description="Static check of which ops of a .tflite model map to the Edge TPU.",
+        description="Predict which ops of a .tflite model edgetpu_compiler maps to the Edge TPU.",
     )
     parser.add_argument("model", help=".tflite file")
+    parser.add_argument("--compiled", metavar="EDGETPU_TFLITE",
+                        help="edgetpu_compiler's output for MODEL: compare the prediction "
+                             "with what the compiler did")
     parser.add_argument("--json", action="store_true", help="print a machine-readable report")
     args = parser.parse_args(argv)
     try:
         report = check(args.model)
     except (OSError, NotTfliteError) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"edgetpu_check: {args.model}: {detail}", file=sys.stderr)
+        print(f"edgetpu_check: {args.model}: {one_line_error(exc, False)}", file=sys.stderr)
         return 2
+    placement = None
+    if args.compiled:
+        try:
+            placement = placement_from_compiled(read_model(args.model), read_model(args.compiled))
+        except (OSError, NotTfliteError, NotCompiledFromError) as exc:
+            print(f"edgetpu_check: {args.compiled}: {one_line_error(exc, False)}", file=sys.stderr)
+            return 2
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        data = report.to_dict()
+        if placement is not None:
+            data["compiled_placement"] = ["edgetpu" if p else "cpu" for p in placement]
+            data["disagreements"] = [op.index for op in disagreements(report, placement)]
+        print(json.dumps(data, indent=2))
     else:
         print(format_report(report))
+        if placement is not None:
+            print(format_comparison(report, placement, args.compiled))
+    if placement is not None and disagreements(report, placement):
+        return 1
     return 0 if report.compiled or report.all_mapped else 1
 
 

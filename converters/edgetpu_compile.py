@@ -3,9 +3,16 @@
 `python -m converters.edgetpu_compile MODEL.tflite [-o DIR]`
 
 Runs `edgetpu_compiler -s -o DIR MODEL`, parses the report it prints (and the `.log` it
-writes next to the compiled model), prints the compiler's op table, and exits 1 when any op
-is left on the CPU or compilation failed. It also prints where the compiler's verdict differs
-from the static check (`converters.edgetpu_check`), so the static rules can be kept honest.
+writes next to the compiled model), prints the compiler's op table and memory figures, and
+exits 1 when any op is left on the CPU or compilation failed. It also prints where the
+compiler's verdict differs from the prediction (`converters.edgetpu_check`), op by op from
+the compiled file, so the static rules can be kept honest.
+
+The compiler drops Model.metadata (and the SignatureDefs) from its output, so the runtime
+could not find the anchors, classes and names; this puts the `yolo_tpu` entry back into
+the compiled file and checks that the Edge TPU executable (the custom op's payload) is
+byte-identical before replacing the file. `--metadata-from UNCOMPILED COMPILED` does only
+that, for a model compiled elsewhere.
 
 The compiler is only distributed for x86-64 Debian/Ubuntu (package `edgetpu-compiler` from
 Coral's apt repository, https://coral.ai/docs/edgetpu/compiler/); without it this exits 2.
@@ -34,16 +41,36 @@ and the `.log` file, which holds the version, "Input:"/"Output:" lines and the f
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from converters.edgetpu_check import MAPPED, CheckReport, check, format_table
-from yolo_tpu.tflite_file import NotTfliteError
+from converters.edgetpu_check import (
+    COMPILER_STATUS,
+    MAPPED,
+    CheckReport,
+    NotCompiledFromError,
+    check,
+    disagreements,
+    format_table,
+    one_line_error,
+    placement_from_compiled,
+)
+from converters.edgetpu_memory import compiler_lines, parse_sizes
+from yolo_tpu.meta import METADATA_KEY
+from yolo_tpu.tflite_file import (
+    NotTfliteError,
+    add_metadata,
+    custom_payloads,
+    read_metadata,
+    read_model,
+)
 
 COMPILER = "edgetpu_compiler"
 NOT_INSTALLED = (
@@ -86,7 +113,7 @@ class CompilerRow:
 
     @property
     def mapped(self) -> bool:
-        return self.status == MAPPED
+        return self.status == COMPILER_STATUS[MAPPED]
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,8 @@ class CompilerReport:
     # Compiler 16 may list only the unmapped ops and end the table with
     # "... All other operators were mapped successfully. See X.log."
     others_mapped: bool = False
+    # The memory lines in bytes: "cached", "remaining", "streamed" (see edgetpu_memory).
+    memory: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -166,6 +195,7 @@ def parse_report(text: str) -> CompilerReport:
         errors=tuple(errors),
         rows=tuple(rows),
         others_mapped=others_mapped,
+        memory=parse_sizes(text),
         **values,
     )
 
@@ -189,6 +219,7 @@ def merge_reports(stdout: CompilerReport, log: CompilerReport | None) -> Compile
         cpu_ops=stdout.cpu_ops,
         rows=log.rows,
         others_mapped=False,
+        memory=stdout.memory or log.memory,
     )
 
 
@@ -196,26 +227,58 @@ def compare(static: CheckReport, compiled: CompilerReport) -> list[str]:
     """Lines saying where the compiler's table differs from the static check's."""
     if compiled.failed:
         if static.all_mapped:
-            return ["static check expected every op to map, but the compiler failed"]
+            return ["the prediction was that every op maps, but the compiler failed"]
         return []
     ours = Counter()
-    for name, count, status in static.table_rows():
-        ours[(name, status)] += count
+    for name, count, kind in static.table_rows():
+        ours[(name, COMPILER_STATUS[kind])] += count
     theirs = Counter()
     for row in compiled.rows:
         theirs[(row.op, row.status)] += row.count
     if compiled.others_mapped:
         # Only the unmapped rows were listed: compare those, and the totals.
-        ours = Counter({k: v for k, v in ours.items() if k[1] != MAPPED})
+        ours = Counter({k: v for k, v in ours.items() if k[1] != COMPILER_STATUS[MAPPED]})
     diffs = [
-        f"{name} '{status}': static check {ours[(name, status)]}, compiler {theirs[(name, status)]}"
+        f"{name} '{status}': predicted {ours[(name, status)]}, compiler {theirs[(name, status)]}"
         for name, status in sorted(set(ours) | set(theirs))
         if ours[(name, status)] != theirs[(name, status)]
     ]
     tpu = compiled.tpu_count
     if tpu is not None and tpu != static.tpu_count:
-        diffs.append(f"ops on the Edge TPU: static check {static.tpu_count}, compiler {tpu}")
+        diffs.append(f"ops on the Edge TPU: predicted {static.tpu_count}, compiler {tpu}")
     return diffs
+
+
+class MetadataError(RuntimeError):
+    """The metadata could not be put back without changing the Edge TPU executable."""
+
+
+def embed_metadata(uncompiled: Path, compiled: Path) -> None:
+    """Copy the `yolo_tpu` metadata of `uncompiled` into `compiled`, in place.
+
+    The compiled file is rewritten through the flatbuffer object API; the Edge TPU
+    executable must come out byte-identical (checked) and 4-byte aligned like the
+    compiler's own output, else the file is left untouched and MetadataError raised.
+    """
+    entries = read_metadata(uncompiled)
+    if METADATA_KEY not in entries:
+        raise MetadataError(f"{uncompiled}: no {METADATA_KEY} metadata to copy")
+    try:
+        placement_from_compiled(read_model(uncompiled), read_model(compiled))
+    except NotCompiledFromError as exc:
+        raise MetadataError(f"{compiled} was not compiled from {uncompiled}: {exc}") from None
+    raw = compiled.read_bytes()
+    before = custom_payloads(raw)
+    new = add_metadata(raw, {METADATA_KEY: entries[METADATA_KEY]})
+    after = custom_payloads(new)
+    if [p for _, p in after] != [p for _, p in before]:
+        raise MetadataError(f"{compiled}: the Edge TPU executable changed on rewrite")
+    if any(offset % 4 for offset, _ in after):
+        raise MetadataError(f"{compiled}: the Edge TPU executable lost its 4-byte alignment")
+    fd, tmp = tempfile.mkstemp(dir=compiled.parent, prefix=f".{compiled.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(new)
+    os.replace(tmp, compiled)
 
 
 def run_compiler(model: Path, out_dir: Path, compiler: str) -> tuple[int, str]:
@@ -239,29 +302,27 @@ def _read_log(report: CompilerReport, model: Path, out_dir: Path) -> CompilerRep
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m converters.edgetpu_compile",
-        description="Compile a .tflite model with edgetpu_compiler and check that every op maps.",
-    )
-    parser.add_argument("model", help=".tflite file (full-integer quantized)")
-    parser.add_argument("-o", "--out-dir", help="output directory (default: the model's)")
-    args = parser.parse_args(argv)
-    model = Path(args.model)
-    out_dir = Path(args.out_dir) if args.out_dir else model.resolve().parent
+def _compiled_path(report: CompilerReport, model: Path, out_dir: Path) -> Path:
+    named = Path(report.output_model) if report.output_model else None
+    if named is not None and not named.is_absolute() and not named.exists():
+        named = out_dir / named.name
+    return named if named is not None and named.is_file() else out_dir / f"{model.stem}_edgetpu.tflite"
+
+
+def compile_model(model: Path, out_dir: Path) -> tuple[int, CompilerReport | None]:
+    """Compile, report, put the metadata back. (exit code, the compiler's report or None)."""
     compiler = shutil.which(COMPILER)
     if compiler is None:
         print(NOT_INSTALLED, file=sys.stderr)
-        return 2
+        return 2, None
     try:
         static = check(model)
     except (OSError, NotTfliteError) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"edgetpu_compile: {model}: {detail}", file=sys.stderr)
-        return 2
+        print(f"edgetpu_compile: {model}: {one_line_error(exc)}", file=sys.stderr)
+        return 2, None
     if static.compiled:
         print(f"edgetpu_compile: {model}: already compiled for the Edge TPU", file=sys.stderr)
-        return 2
+        return 2, None
     out_dir.mkdir(parents=True, exist_ok=True)
     code, output = run_compiler(model, out_dir, compiler)
     stdout_report = parse_report(output)
@@ -272,22 +333,64 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgetpu_compile: {model}: compilation failed: {reason}", file=sys.stderr)
         for line in compare(static, report):
             print(f"differs: {line}")
-        return 1
+        return 1, report
+    print("edgetpu_compiler's report:")
     print(format_table([(r.op, r.count, r.status) for r in report.rows]))
     if report.others_mapped:
         print("... All other operators were mapped successfully.")
     print()
+    compiled = _compiled_path(report, model, out_dir)
     diffs = compare(static, report)
+    try:
+        placement = placement_from_compiled(read_model(model), read_model(compiled))
+        wrong = disagreements(static, placement)
+        diffs += [f"op {op.index} {op.op}: predicted {op.prediction}, compiled "
+                  f"{'CPU' if op.mapped else 'Edge TPU'}" for op in wrong]
+    except (OSError, NotTfliteError, NotCompiledFromError) as exc:
+        print(f"edgetpu_compile: {compiled}: cannot read the compiled model: {one_line_error(exc)}",
+              file=sys.stderr)
+        return 1, report
     for line in diffs:
         print(f"differs: {line}")
     if not diffs:
-        print("The static check agrees with the compiler.")
+        print(f"The prediction agrees with the compiler on all {static.total} ops.")
+    for line in compiler_lines(report.memory):
+        print(line)
     total = report.total_ops if report.total_ops is not None else static.total
     tpu = report.tpu_count
-    print(f"{tpu if tpu is not None else '?'} of {total} operations will run on the Edge TPU")
-    if report.output_model:
-        print(f"Compiled model: {report.output_model}")
-    return 0 if report.all_mapped else 1
+    print(f"edgetpu_compiler: {tpu if tpu is not None else '?'} of {total} operations "
+          f"will run on the Edge TPU")
+    try:
+        embed_metadata(model, compiled)
+        print(f"Compiled model: {compiled} (yolo_tpu metadata restored)")
+    except MetadataError as exc:
+        print(f"edgetpu_compile: {exc}; the runtime will read the metadata from {model.name} "
+              f"beside it", file=sys.stderr)
+    return (0 if report.all_mapped else 1), report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m converters.edgetpu_compile",
+        description="Compile a .tflite model with edgetpu_compiler and check that every op maps.",
+    )
+    parser.add_argument("model", help=".tflite file (full-integer quantized)")
+    parser.add_argument("-o", "--out-dir", help="output directory (default: the model's)")
+    parser.add_argument("--metadata-from", metavar="UNCOMPILED",
+                        help="do not compile: copy the yolo_tpu metadata of UNCOMPILED into "
+                             "MODEL (a model edgetpu_compiler made from it)")
+    args = parser.parse_args(argv)
+    model = Path(args.model)
+    if args.metadata_from:
+        try:
+            embed_metadata(Path(args.metadata_from), model)
+        except (OSError, NotTfliteError, MetadataError) as exc:
+            print(f"edgetpu_compile: {one_line_error(exc)}", file=sys.stderr)
+            return 2
+        print(f"{model}: yolo_tpu metadata copied from {args.metadata_from}")
+        return 0
+    out_dir = Path(args.out_dir) if args.out_dir else model.resolve().parent
+    return compile_model(model, out_dir)[0]
 
 
 if __name__ == "__main__":

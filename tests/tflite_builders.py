@@ -104,6 +104,17 @@ def upsampling_model() -> Any:
     return keras.Model(x, L.Concatenate()([b, a]))
 
 
+def two_branch_model() -> Any:
+    """conv -> LEAKY_RELU on one branch, conv -> conv on the other: two outputs."""
+    import keras
+
+    L = keras.layers
+    x = _input()
+    a = L.LeakyReLU(negative_slope=0.1)(L.Conv2D(8, 3, padding="same")(x))
+    b = L.Conv2D(8, 1, activation="relu")(L.Conv2D(8, 3, padding="same", activation="relu")(x))
+    return keras.Model(x, [a, L.MaxPooling2D(2)(b)])
+
+
 def small_conv_model(batch_size: int | None = 1) -> Any:
     """conv+relu then maxpool; batch_size=None leaves the batch dynamic (-1 signature)."""
     import keras
@@ -150,26 +161,9 @@ def with_op_version(tflite: bytes, op_name: str, version: int) -> bytes:
     return edit_ops(tflite, op_name, edit)
 
 
-def fake_compiled(tflite: bytes) -> bytes:
-    """A stand-in for an edgetpu_compiler output: QUANTIZE, edgetpu-custom-op, QUANTIZE.
-
-    Everything between the first and the last op is replaced by one CUSTOM op with custom
-    code `edgetpu-custom-op`, the way the compiler packs the ops it maps. The result is only
-    meant to be parsed (its custom options are not a real Edge TPU executable).
-    """
+def reorder_ops(tflite: bytes, order: list[int]) -> bytes:
+    """The model with its main subgraph's operators in `order` (must stay topological)."""
     model = _unpack(tflite)
     graph = model.subgraphs[0]
-    first, last = graph.operators[0], graph.operators[-1]
-    code = schema.OperatorCodeT()
-    code.builtinCode = schema.BuiltinOperator.CUSTOM
-    code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    code.customCode = b"edgetpu-custom-op"
-    code.version = 1
-    model.operatorCodes.append(code)
-    custom = schema.OperatorT()
-    custom.opcodeIndex = len(model.operatorCodes) - 1
-    custom.inputs = list(first.outputs)
-    custom.outputs = list(last.inputs)
-    custom.customOptions = list(b"not a real executable")
-    graph.operators = [first, custom, last]
+    graph.operators = [graph.operators[i] for i in order]
     return _pack(model)

@@ -21,6 +21,11 @@ INSTALL_LIBEDGETPU = ("install the Edge TPU runtime (libedgetpu1-std from Coral'
                       "the accelerator")
 
 
+def library_name() -> str:
+    """libedgetpu to load: $YOLO_TPU_EDGETPU_LIB (a path) or libedgetpu.so.1."""
+    return os.environ.get("YOLO_TPU_EDGETPU_LIB") or EDGETPU_LIB
+
+
 class BackendError(RuntimeError):
     """The asked-for device cannot run this model: the message says what is missing."""
 
@@ -77,24 +82,65 @@ def _pycoral_make_interpreter():
         return None
 
 
-def _tpu_interpreter(model_path: str, device: Device):
+class NoDeviceError(BackendError):
+    """libedgetpu loaded, but no Edge TPU matching the device string answered."""
+
+
+def _no_device_message(where: str) -> str:
+    """Which Edge TPUs libedgetpu lists (asked through its C API), for the error line."""
+    from .edgetpu import probe_library
+    try:
+        listed = probe_library().devices
+    except OSError:
+        listed = ()
+    if not listed:
+        return f"no Edge TPU ({where}) answered: libedgetpu lists none; {INSTALL_LIBEDGETPU}"
+    names = ", ".join(f"{kind} {path}" for kind, path in listed)
+    return (f"no Edge TPU ({where}) answered: libedgetpu lists {len(listed)} ({names}); "
+            f"use --device usb, usb:N, pci, pci:N or tpu:N among those, or check that no "
+            f"other process holds it")
+
+
+def tpu_interpreter_unchecked(model_path: str, device: Device):
+    """The Edge TPU interpreter, loaded in this process without the crash trial."""
     make = _pycoral_make_interpreter()
     if make is not None:
-        return make(model_path, device=device.delegate_device), "pycoral"
+        try:
+            return make(model_path, device=device.delegate_device), "pycoral"
+        except ValueError:
+            raise NoDeviceError(_no_device_message(device.delegate_device or "any")) from None
     Interpreter, load_delegate, name = _interpreter_module()
     options = {"device": device.delegate_device} if device.delegate_device else {}
     try:
         # Load the library ourselves first: when it is missing, LiteRT's load_delegate
         # fails half-way and its Delegate.__del__ then prints a stray traceback.
-        ctypes.CDLL(EDGETPU_LIB)
+        ctypes.CDLL(library_name())
     except OSError:
-        raise BackendError(f"{EDGETPU_LIB} not found; {INSTALL_LIBEDGETPU}") from None
+        raise BackendError(f"{library_name()} not found; {INSTALL_LIBEDGETPU}") from None
     try:
-        delegate = load_delegate(EDGETPU_LIB, options)
-    except (ValueError, OSError, RuntimeError) as e:
-        where = device.delegate_device or "any"
-        raise BackendError(f"no Edge TPU ({where}) answered: {e}; {INSTALL_LIBEDGETPU}") from None
+        delegate = load_delegate(library_name(), options)
+    except (ValueError, OSError, RuntimeError):
+        # libedgetpu's plugin refuses without a message when no device matches
+        raise NoDeviceError(_no_device_message(device.delegate_device or "any")) from None
     return Interpreter(model_path=model_path, experimental_delegates=[delegate]), name
+
+
+def _tpu_interpreter(model_path: str, device: Device):
+    """The Edge TPU interpreter, after a child process has shown this library pair works."""
+    from .edgetpu import checked_pair, crash_message, loaded_path, runtime_identity
+    lib = library_name()
+    try:
+        lib_path = loaded_path(ctypes.CDLL(lib))
+    except (OSError, AttributeError):
+        raise BackendError(f"{lib} not found; {INSTALL_LIBEDGETPU}") from None
+    trial = checked_pair(lib_path, model_path, device.delegate_device)
+    if trial.verdict == "crash":  # nothing more of the library is called in this process
+        raise BackendError(crash_message(lib_path, runtime_identity(), trial.detail))
+    if trial.verdict == "no_device":
+        raise NoDeviceError(trial.detail)
+    if trial.verdict != "ok":
+        raise BackendError(f"the Edge TPU delegate failed in a trial run: {trial.detail}")
+    return tpu_interpreter_unchecked(model_path, device)
 
 
 def _cpu_interpreter(model_path: str):
@@ -117,7 +163,7 @@ def make_interpreter(model_path: str, device: str | Device = "auto", compiled: b
             interpreter, name = _tpu_interpreter(model_path, dev)
         except BackendError as e:
             if compiled:
-                raise BackendError(f"{model_path} is compiled for the Edge TPU, but {e}") from None
+                raise type(e)(f"{model_path} is compiled for the Edge TPU, but {e}") from None
             raise
         label = f"Edge TPU {dev.delegate_device or ''}".strip() + f" via {name}"
     else:

@@ -1,8 +1,10 @@
 """`Detector`: one `.tflite` file in, `Detections` out: frames -> tensor -> heads -> boxes -> NMS.
 
 Everything the model needs (anchors, masks, classes, names, input size) comes from the
-metadata the quantizer embedded, so the model file is the only input. Outputs are matched
-to heads by grid size, not by position: the TFLite converter does not keep Keras' order.
+metadata the quantizer embedded, so the model file is the only input (a compiled model
+whose metadata edgetpu_compiler dropped takes it from the uncompiled model beside it).
+Outputs are matched to heads by grid size, not by position: the TFLite converter does not
+keep Keras' order.
 """
 from __future__ import annotations
 
@@ -21,14 +23,56 @@ from .preprocess import Letterbox, letterbox
 
 log = logging.getLogger("yolo_tpu")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+SIDECAR_SUFFIX = ".yolo_tpu.json"
 
 
 class ModelError(ValueError):
     """A model file the runtime cannot use: the message names the file and the problem."""
 
 
+def metadata_sources(path: str) -> list[str]:
+    """Where a compiled model's metadata may be, in order: the uncompiled model beside it
+    (edgetpu_compiler names its output `<stem>_edgetpu.tflite`), then a sidecar JSON."""
+    folder, name = os.path.split(path)
+    stem = name[:-len(".tflite")] if name.endswith(".tflite") else name
+    found = []
+    if stem.endswith("_edgetpu"):
+        found.append(os.path.join(folder, stem[:-len("_edgetpu")] + ".tflite"))
+    found.append(os.path.join(folder, stem + SIDECAR_SUFFIX))
+    return found
+
+
+def _sibling_meta(path: str, sibling: str) -> bytes | None:
+    """The sibling's metadata if it is the model `path` was compiled from, else None."""
+    from .tflite_file import NotTfliteError, read_io, read_summary
+    try:
+        metadata, _ = read_summary(sibling)
+        if METADATA_KEY not in metadata or read_io(sibling) != read_io(path):
+            return None  # the compiler keeps input/output names, types and quantization
+    except (OSError, NotTfliteError):
+        return None
+    return metadata[METADATA_KEY]
+
+
+def _missing_metadata(path: str, compiled: bool) -> ModelError:
+    if not compiled:
+        return ModelError(f"{path}: no yolo_tpu metadata; convert the model with "
+                          "`python -m converters` (or converters.quantize)")
+    sources = metadata_sources(path)
+    beside = (f"put {os.path.basename(sources[0])} (the model it was compiled from) beside it, "
+              if len(sources) > 1 else "")
+    return ModelError(f"{path}: compiled model without yolo_tpu metadata (edgetpu_compiler "
+                      f"drops it); {beside}or run `python -m converters.edgetpu_compile "
+                      f"{path} --metadata-from UNCOMPILED.tflite`")
+
+
 def read_model_info(path: str) -> tuple[ModelMeta, bool]:
-    """The embedded metadata, and whether edgetpu_compiler has compiled the model."""
+    """The model's metadata, and whether edgetpu_compiler has compiled the model.
+
+    A compiled model without metadata (straight from edgetpu_compiler) takes it from the
+    uncompiled model beside it, if that is the model it was compiled from, or a sidecar
+    `<stem>.yolo_tpu.json`.
+    """
     from .tflite_file import NotTfliteError, read_summary
     try:
         metadata, custom_codes = read_summary(path)
@@ -36,14 +80,27 @@ def read_model_info(path: str) -> tuple[ModelMeta, bool]:
         raise ModelError(f"{path}: cannot read model: {e.strerror or e}") from None
     except NotTfliteError as e:
         raise ModelError(f"{path}: not a TFLite model ({e})") from None
-    if METADATA_KEY not in metadata:
-        raise ModelError(f"{path}: no yolo_tpu metadata; convert the model with "
-                         "`python -m converters` (or converters.quantize)")
+    compiled = EDGETPU_CUSTOM_OP in custom_codes
+    payload, source = metadata.get(METADATA_KEY), path
+    if payload is None and compiled:
+        for candidate in metadata_sources(path):
+            if not os.path.isfile(candidate):
+                continue
+            if candidate.endswith(SIDECAR_SUFFIX):
+                with open(candidate, "rb") as f:
+                    payload, source = f.read(), candidate
+            else:
+                payload, source = _sibling_meta(path, candidate), candidate
+            if payload is not None:
+                log.info("%s: metadata from %s", os.path.basename(path), candidate)
+                break
+    if payload is None:
+        raise _missing_metadata(path, compiled)
     try:
-        meta = ModelMeta.from_json(metadata[METADATA_KEY])
+        meta = ModelMeta.from_json(payload)
     except (ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{path}: unreadable yolo_tpu metadata ({e})") from None
-    return meta, EDGETPU_CUSTOM_OP in custom_codes
+        raise ModelError(f"{source}: unreadable yolo_tpu metadata ({e})") from None
+    return meta, compiled
 
 
 class Detector:

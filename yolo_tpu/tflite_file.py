@@ -66,6 +66,7 @@ class TensorInfo:
     quantization: Quantization | None
     is_constant: bool  # backed by a non-empty buffer: weights, biases, op parameters
     data: bytes | None = field(default=None, repr=False)  # the buffer, for constants
+    is_variable: bool = False  # state kept between invocations (LSTM cell/output state)
 
     @property
     def is_dynamic(self) -> bool:
@@ -104,6 +105,7 @@ class OperatorInfo:
     inputs: tuple[int, ...]  # tensor indices; -1 marks an omitted optional input
     outputs: tuple[int, ...]
     options: dict[str, Any]  # builtin options, snake_case keys, enums by name
+    intermediates: tuple[int, ...] = ()  # tensors inside the op (quantized LSTM gates)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def _tensor_info(index: int, tensor: Any, buffers: list[Any], raw: bytes) -> Ten
         quantization=quant,
         is_constant=data is not None,
         data=data,
+        is_variable=bool(tensor.isVariable),
     )
 
 
@@ -236,6 +239,8 @@ def _operator_info(index: int, op: Any, codes: list[Any]) -> OperatorInfo:
         inputs=tuple(int(i) for i in (op.inputs if op.inputs is not None else ())),
         outputs=tuple(int(i) for i in (op.outputs if op.outputs is not None else ())),
         options=options,
+        intermediates=tuple(int(i) for i in (op.intermediates if op.intermediates is not None
+                                             else ())),
     )
 
 
@@ -347,3 +352,66 @@ def read_summary(path_or_bytes: str | Path | bytes) -> tuple[dict[str, bytes], s
     except Exception as exc:  # a truncated/corrupt flatbuffer fails in many ways
         raise NotTfliteError(f"corrupt TFLite flatbuffer ({type(exc).__name__})") from exc
     return metadata, custom
+
+
+EDGETPU_CUSTOM_CODE = "edgetpu-custom-op"
+
+
+@dataclass(frozen=True)
+class IoTensor:
+    """A model input or output as the interpreter sees it: what must not change on compile."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+
+
+def _io_tensor(graph: Any, index: int) -> IoTensor:
+    t = graph.Tensors(index)
+    q = t.Quantization()
+    scale = tuple(float(v) for v in q.ScaleAsNumpy()) if q is not None and q.ScaleLength() else ()
+    zero = (tuple(int(v) for v in q.ZeroPointAsNumpy())
+            if q is not None and q.ZeroPointLength() else ())
+    return IoTensor(_decode(t.Name()), tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength()
+                    else (), _TYPE_NAMES.get(t.Type(), str(t.Type())), scale, zero)
+
+
+def read_io(path_or_bytes: str | Path | bytes) -> tuple[tuple[IoTensor, ...], tuple[IoTensor, ...]]:
+    """(inputs, outputs) of the main subgraph, read without unpacking the weights."""
+    raw = _read_bytes(path_or_bytes)
+    if len(raw) < 8 or raw[4:8] != FILE_IDENTIFIER:
+        raise NotTfliteError("not a TFLite flatbuffer (no TFL3 file identifier)")
+    try:
+        graph = schema.Model.GetRootAs(raw, 0).Subgraphs(0)
+        inputs = tuple(_io_tensor(graph, int(i)) for i in graph.InputsAsNumpy())
+        outputs = tuple(_io_tensor(graph, int(i)) for i in graph.OutputsAsNumpy())
+    except Exception as exc:  # a truncated/corrupt flatbuffer fails in many ways
+        raise NotTfliteError(f"corrupt TFLite flatbuffer ({type(exc).__name__})") from exc
+    return inputs, outputs
+
+
+def custom_payloads(raw: bytes, custom_code: str = EDGETPU_CUSTOM_CODE) -> list[tuple[int, bytes]]:
+    """(file offset, bytes) of every `custom_code` op's custom options, in op order.
+
+    For `edgetpu-custom-op` this is the Edge TPU executable the compiler wrote; a file edit
+    (adding metadata) must leave it byte-identical, and the offset shows its alignment.
+    """
+    if len(raw) < 8 or raw[4:8] != FILE_IDENTIFIER:
+        raise NotTfliteError("not a TFLite flatbuffer (no TFL3 file identifier)")
+    model = schema.Model.GetRootAs(raw, 0)
+    found = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            if _decode(model.OperatorCodes(op.OpcodeIndex()).CustomCode()) != custom_code:
+                continue
+            field_offset = op._tab.Offset(14)  # Operator.custom_options (vtable slot 5)
+            if not field_offset:
+                found.append((0, b""))
+                continue
+            start, size = op._tab.Vector(field_offset), op._tab.VectorLen(field_offset)
+            found.append((start, raw[start:start + size]))
+    return found

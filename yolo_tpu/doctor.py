@@ -1,0 +1,138 @@
+"""`python -m yolo_tpu.doctor`: can this machine run a compiled model on an Edge TPU?
+
+Reports Python, numpy, the TFLite runtime (LiteRT flavour and version), which libedgetpu
+is found (path, and version through its C API), the Edge TPUs it lists, and the result of
+a trial: the delegate loaded and one inference run *in a child process*, so a library that
+crashes the interpreter (Coral's libedgetpu 16 with a much newer LiteRT) becomes a finding
+with the fix instead of a dead process. Everything that touches libedgetpu runs in a child.
+
+Exit 0 when the trial ran an inference on an Edge TPU, 1 with findings otherwise.
+The trial's verdict for the library pair is remembered like the runtime's (see
+yolo_tpu.edgetpu), so `detect`/`batch` skip their own trial afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import resources
+
+from .backends import INSTALL_LIBEDGETPU, BackendError, parse_device
+from .edgetpu import (
+    FIX_CRASH,
+    LibraryInfo,
+    Trial,
+    cache_file,
+    library_name,
+    pair_key,
+    read_verdicts,
+    remember,
+    run_trial,
+    runtime_identity,
+)
+
+
+def trial_model() -> str:
+    """A tiny real compiled model shipped with the package (Coral's split_concat, 58 KB)."""
+    return str(resources.files("yolo_tpu") / "data" / "edgetpu_trial.tflite")
+
+
+def _probe() -> tuple[LibraryInfo | None, str | None]:
+    """libedgetpu's path, version and devices, asked in a child process."""
+    proc = subprocess.run([sys.executable, "-m", "yolo_tpu.edgetpu", "probe"],
+                          capture_output=True, text=True, check=False, timeout=60)
+    if proc.returncode < 0:
+        return None, f"loading {library_name()} killed the probe process (signal {-proc.returncode})"
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, f"the probe of {library_name()} failed: {proc.stderr.strip()[-200:]}"
+    if "error" in data:
+        return None, None
+    return LibraryInfo(data["path"], data["version"], tuple(map(tuple, data["devices"]))), None
+
+
+def diagnose(device: str | None, model: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(report rows, findings)."""
+    import numpy
+
+    rows = [("Python", f"{platform.python_version()} ({sys.executable})"),
+            ("numpy", numpy.__version__)]
+    findings: list[str] = []
+    try:
+        runtime = runtime_identity()
+        rows.append(("LiteRT", f"{runtime['flavour']} {runtime['version']} ({runtime['file']})"))
+    except BackendError as e:
+        rows.append(("LiteRT", "none"))
+        return rows, findings + [str(e)]
+    lib, problem = _probe()
+    if problem:
+        rows.append(("libedgetpu", f"{library_name()}: cannot be loaded"))
+        return rows, findings + [f"{problem}; {FIX_CRASH}"]
+    if lib is None:
+        rows.append(("libedgetpu", f"not found ({library_name()})"))
+        rows.append(("Edge TPUs", "-"))
+        rows.append(("trial", "skipped: no libedgetpu"))
+        return rows, findings + [f"no Edge TPU runtime: {INSTALL_LIBEDGETPU}; until then "
+                                 "uncompiled models run on the CPU (--device cpu)"]
+    rows.append(("libedgetpu", f"{lib.path}"))
+    rows.append(("  version", lib.version or "unknown (no edgetpu_version)"))
+    rows.append(("Edge TPUs", ", ".join(f"{kind} {path}" for kind, path in lib.devices)
+                 if lib.devices else "none listed"))
+    key = pair_key(lib.path, runtime)
+    cached = read_verdicts().get(key)
+    if cached:
+        rows.append(("remembered", f"{cached['verdict']} ({cached.get('when', '?')}, "
+                                   f"{cache_file()})"))
+    trial: Trial = run_trial(model, device, lib.path)
+    remember(key, trial, lib, runtime)
+    where = device or "any"
+    rows.append(("trial", f"{trial.verdict}: {trial.detail} ({trial.seconds:.1f} s, "
+                          f"device {where}, {os.path.basename(model)})"))
+    if trial.verdict == "crash":
+        findings.append(f"{lib.path} ({lib.version}) crashes {runtime['flavour']} "
+                        f"{runtime['version']} ({trial.detail}); detect and batch will refuse "
+                        f"the TPU with this pair. Fix: {FIX_CRASH}")
+    elif trial.verdict == "no_device":
+        findings.append(trial.detail)
+    elif trial.verdict != "ok":
+        findings.append(f"the delegate loaded but the trial failed: {trial.detail}")
+    return rows, findings
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m yolo_tpu.doctor", description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="tpu",
+                    help="Edge TPU to try: tpu, tpu:N, usb, usb:N, pci, pci:N (default: any)")
+    ap.add_argument("--model", help="compiled model for the trial (default: a tiny bundled one)")
+    args = ap.parse_args(argv)
+    try:
+        dev = parse_device(args.device)
+    except ValueError as e:
+        print(f"doctor: {e}", file=sys.stderr)
+        return 2
+    if dev.kind != "tpu":
+        print("doctor: --device must name an Edge TPU (tpu, usb, pci, ...)", file=sys.stderr)
+        return 2
+    model = args.model or trial_model()
+    if not os.path.isfile(model):
+        print(f"doctor: {model}: no such model file", file=sys.stderr)
+        return 2
+    rows, findings = diagnose(dev.delegate_device, model)
+    width = max(len(name) for name, _ in rows) + 2
+    for name, value in rows:
+        print(f"{name:<{width}}{value}")
+    if findings:
+        print("\nfindings:")
+        for line in findings:
+            print(f"  - {line}")
+        return 1
+    print("\nEdge TPU ready: the delegate loaded and ran an inference in a trial process.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
