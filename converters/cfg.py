@@ -24,10 +24,12 @@ class ConfigError(ValueError):
     """A cfg the converter cannot build: the message names file, line and problem."""
 
 
-# Keys parse_network_cfg_custom reads in every layer section: all about training.
+# Keys parse_network_cfg_custom reads in every layer section: all about training, except
+# dontload and dontloadscales (weights or batch-norm values not read from the file, which
+# changes the file's layout), which parse_cfg refuses.
 _EVERY_LAYER = frozenset({
     "clip", "onlyforward", "dont_update", "burnin_update", "stopbackward", "train_only_bn",
-    "dontloadscales", "learning_rate",
+    "dontloadscales", "learning_rate", "dontload",
 })
 _NET_INFERENCE = {"width", "height", "channels", "letter_box"}
 _NET_TRAINING = {
@@ -77,7 +79,7 @@ SECTIONS: dict[str, SectionKeys | None] = {
     "convolutional": _keys(
         "filters size stride stride_x stride_y pad padding groups activation batch_normalize "
         "cbn dilation binary xnor bin_output flipped antialiasing share_index sway rotate "
-        "stretch stretch_sway coordconv dontload",
+        "stretch stretch_sway coordconv",
         "angle grad_centr reverse dot assisted_excitation stream wait_stream"),
     "maxpool": _keys("size stride stride_x stride_y padding maxpool_depth out_channels "
                      "antialiasing", "maxpool_zero_nonmax"),
@@ -387,6 +389,7 @@ def parse_cfg(path: str, size: tuple[int, int] | None = None,
             raise ConfigError(f"{path}:{section.line}: [net] may only be the first section")
         r = _Reader(path, section)
         r.refuse_unless("dontload", 0, "not loading a layer's weights")
+        r.refuse_unless("dontloadscales", 0, "not loading a layer's batch-norm values")
         params, inputs, shape = BUILDERS[section.name](r, index, layers, shape)
         layers.append(Layer(index, section.name, section.line, params, inputs, shape,
                             dict(section.lines)))

@@ -37,7 +37,7 @@ REFUSED_KEYS = [
     "[shortcut] weights_type (weighted shortcuts); pjreddie's alpha/beta other than 1",
     "[scale_channels] scale_wh=1; [reorg] reverse=1",
     "[region] tree (YOLO9000), classfix, coords other than 4, softmax=0",
-    "[yolo]/[region] heads mixed in one cfg; dontload=1 in any layer",
+    "[yolo]/[region] heads mixed in one cfg; dontload=1 or dontloadscales=1 in any layer",
     "activations elu, selu, gelu, relie, ramp, plse, stair, hardtan, lhtan, loggy, "
     "revleaky, normalize_channels*",
 ]
