@@ -3,7 +3,10 @@
 darknet's `letterbox_image` (src/image.c) keeps the aspect ratio, scales the image to fit,
 truncating the other side's size to an int (`new_h = (im.h * w) / im.w`), places it at
 `((w - new_w) / 2, (h - new_h) / 2)` (integer division) and fills the rest with 0.5 grey.
-The geometry here is the same to the pixel, so a model sees what it saw under darknet.
+The geometry here is the same to the pixel, and the resize is darknet's own (`resize_image`:
+bilinear with aligned corners, see `darknet_resize`), so a model sees what it saw under
+darknet. AlexeyAB's detector stretches instead (the whole input, aspect ratio not kept)
+unless the cfg says `letter_box=1`: `letterbox(..., stretch=True)`.
 
 Pad value: 0.5 for float inputs (darknet's own value). For uint8 inputs (input quantization
 scale 1/255, zero point 0) 0.5 is 127.5, not representable; 127 is what darknet itself writes
@@ -11,7 +14,7 @@ when it turns its float image into bytes (`(unsigned char)(255 * x)` truncates),
 neighbour is half a quantum off. int8 inputs (scale 1/255, zero point -128) get the same bytes
 shifted by -128.
 
-The uint8 path never goes through float: cv2.resize and cv2.cvtColor write straight into the
+The uint8 path never goes through float: the resize and cv2.cvtColor write straight into the
 output buffer (pass `out=` to reuse one across frames), only the pad strips are filled.
 """
 from __future__ import annotations
