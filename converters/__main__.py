@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", nargs="+", metavar="PATH", help="calibration images/videos")
     ap.add_argument("--num", type=int, default=100, help="calibration samples (default 100)")
     ap.add_argument("--io", choices=("uint8", "int8"), default="uint8")
+    ap.add_argument("--segments", type=int, default=1, metavar="N",
+                    help="also cut the int8 model into N segments with balanced parameters, "
+                         "one per Edge TPU, run as a pipeline (default 1: no segments)")
     args = ap.parse_args(argv)
 
     from .darknet import convert, summary
@@ -79,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parsed = read_model(tflite_path)
     report = check_model(parsed, tflite_path)
     print(format_report(report))
+    segments = []
+    if args.segments > 1:
+        from .segment import SegmentError, report as segment_report, write_segments
+        try:
+            segments = write_segments(tflite_path, args.segments, args.out_dir)
+        except SegmentError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(segment_report(segments))
     compiled_ok, compiler_report = True, None
     if total == 4:
         stage(4, total, "edgetpu_compiler")
@@ -86,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         from .edgetpu_compile import compile_model
         code, compiler_report = compile_model(Path(tflite_path), Path(args.out_dir))
         compiled_ok = code == 0
+        for seg in segments:  # each on its own: its parameters fill one TPU's cache
+            compiled_ok = compile_model(Path(seg.path), Path(args.out_dir))[0] == 0 \
+                and compiled_ok
 
     from .accuracy import report_quantization_cost
     cost = report_quantization_cost(c.model, c.meta, tflite_path, keras_path, args.calib, None)
@@ -100,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {line}")
     print(f"  {cost}")
     print(f"  wrote {keras_path} and {tflite_path}")
+    if args.segments > 1:
+        print(f"  and {args.segments} segments: "
+              + ",".join(s.path for s in segments))
     return 0 if report.all_mapped and compiled_ok else 1
 
 

@@ -1,6 +1,9 @@
 """Compile a `.tflite` model with Coral's `edgetpu_compiler` and check its verdict.
 
-`python -m converters.edgetpu_compile MODEL.tflite [-o DIR]`
+`python -m converters.edgetpu_compile MODEL.tflite [MODEL2.tflite ...] [-o DIR]`
+
+Several models (the segments `converters.segment` writes) are compiled one by one, each on
+its own, so that a segment's parameters fill one Edge TPU's cache.
 
 Runs `edgetpu_compiler -s -o DIR MODEL`, parses the report it prints (and the `.log` it
 writes next to the compiled model), prints the compiler's op table and memory figures, and
@@ -64,6 +67,7 @@ from converters.edgetpu_check import (
 )
 from converters.edgetpu_memory import compiler_lines, parse_sizes
 from yolo_tpu.meta import METADATA_KEY
+from yolo_tpu.pipeline import SEGMENT_KEY
 from yolo_tpu.tflite_file import (
     NotTfliteError,
     add_metadata,
@@ -260,8 +264,9 @@ def embed_metadata(uncompiled: Path, compiled: Path) -> None:
     executable must come out byte-identical (checked) and 4-byte aligned like the
     compiler's own output, else the file is left untouched and MetadataError raised.
     """
-    entries = read_metadata(uncompiled)
-    if METADATA_KEY not in entries:
+    entries = {k: v for k, v in read_metadata(uncompiled).items()
+               if k in (METADATA_KEY, SEGMENT_KEY)}  # a segment: its place in the chain
+    if not entries:
         raise MetadataError(f"{uncompiled}: no {METADATA_KEY} metadata to copy")
     try:
         placement_from_compiled(read_model(uncompiled), read_model(compiled))
@@ -269,7 +274,7 @@ def embed_metadata(uncompiled: Path, compiled: Path) -> None:
         raise MetadataError(f"{compiled} was not compiled from {uncompiled}: {exc}") from None
     raw = compiled.read_bytes()
     before = custom_payloads(raw)
-    new = add_metadata(raw, {METADATA_KEY: entries[METADATA_KEY]})
+    new = add_metadata(raw, entries)
     after = custom_payloads(new)
     if [p for _, p in after] != [p for _, p in before]:
         raise MetadataError(f"{compiled}: the Edge TPU executable changed on rewrite")
@@ -374,13 +379,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m converters.edgetpu_compile",
         description="Compile a .tflite model with edgetpu_compiler and check that every op maps.",
     )
-    parser.add_argument("model", help=".tflite file (full-integer quantized)")
+    parser.add_argument("model", nargs="+",
+                        help=".tflite file (full-integer quantized); several (the segments "
+                             "from converters.segment) are compiled one by one")
     parser.add_argument("-o", "--out-dir", help="output directory (default: the model's)")
     parser.add_argument("--metadata-from", metavar="UNCOMPILED",
                         help="do not compile: copy the yolo_tpu metadata of UNCOMPILED into "
                              "MODEL (a model edgetpu_compiler made from it)")
     args = parser.parse_args(argv)
-    model = Path(args.model)
+    if args.metadata_from and len(args.model) != 1:
+        parser.error("--metadata-from takes one compiled MODEL")
+    model = Path(args.model[0])
     if args.metadata_from:
         try:
             embed_metadata(Path(args.metadata_from), model)
@@ -389,8 +398,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"{model}: yolo_tpu metadata copied from {args.metadata_from}")
         return 0
-    out_dir = Path(args.out_dir) if args.out_dir else model.resolve().parent
-    return compile_model(model, out_dir)[0]
+    codes = []
+    for one in map(Path, args.model):
+        out_dir = Path(args.out_dir) if args.out_dir else one.resolve().parent
+        codes.append(compile_model(one, out_dir)[0])
+    return max(codes)
 
 
 if __name__ == "__main__":

@@ -143,16 +143,18 @@ def _tpu_interpreter(model_path: str, device: Device):
     return tpu_interpreter_unchecked(model_path, device)
 
 
-def _cpu_interpreter(model_path: str):
+def _cpu_interpreter(model_path: str, threads: int | None = None):
     Interpreter, _, name = _interpreter_module()
-    return Interpreter(model_path=model_path, num_threads=os.cpu_count() or 1), name
+    return Interpreter(model_path=model_path, num_threads=threads or os.cpu_count() or 1), name
 
 
-def make_interpreter(model_path: str, device: str | Device = "auto", compiled: bool = False):
+def make_interpreter(model_path: str, device: str | Device = "auto", compiled: bool = False,
+                     threads: int | None = None):
     """An allocated interpreter for `model_path` on `device`, and a one-line description.
 
     `compiled` says the model holds the `edgetpu-custom-op` (edgetpu_compiler's output):
-    such a model cannot run without a TPU, and `auto` prefers the TPU for it.
+    such a model cannot run without a TPU, and `auto` prefers the TPU for it. `threads`:
+    CPU threads (default: every core; a pipeline of N segments gives each a share).
     """
     dev = parse_device(device) if isinstance(device, str) else device
     if dev.kind == "cpu" and compiled:
@@ -167,7 +169,8 @@ def make_interpreter(model_path: str, device: str | Device = "auto", compiled: b
             raise
         label = f"Edge TPU {dev.delegate_device or ''}".strip() + f" via {name}"
     else:
-        interpreter, name = _cpu_interpreter(model_path)
-        label = f"CPU via {name}, {os.cpu_count()} threads"
+        threads = threads or os.cpu_count() or 1
+        interpreter, name = _cpu_interpreter(model_path, threads)
+        label = f"CPU via {name}, {threads} thread{'s' * (threads != 1)}"
     interpreter.allocate_tensors()
     return interpreter, label

@@ -9,9 +9,13 @@ killed at any moment (even `kill -9`) leaves only complete outputs; `--resume` t
 the inputs whose outputs are all there. A video that fails (cannot be opened, damaged,
 truncated) is listed at the end and makes the exit status 1; the batch goes on.
 
-Exit status: 0 all inputs done; 1 some failed (the rest are done); 2 nothing could run
-(model, device, arguments, no inputs); 130 / 143 stopped by SIGINT / SIGTERM (the video in
-progress is left for `--resume`).
+`--devices usb:0,usb:1` runs one worker per device here (each its own copy of the model,
+taking the next video when free); `--scheduler tcp://HOST:PORT` hands the videos to the
+workers of a Dask cluster (`cluster.py`), which run the same `process` on shared storage.
+
+Exit status: 0 all inputs done; 1 some failed (the rest are done), or the scheduler was
+lost; 2 nothing could run (model, device, arguments, no inputs, no scheduler); 130 / 143
+stopped by SIGINT / SIGTERM (the video in progress is left for `--resume`).
 """
 from __future__ import annotations
 
@@ -94,9 +98,10 @@ def count_frames(path: str) -> int:
         return 0
 
 
-def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any]:
+def process(detector: Any, job: Job, every: int, stop, overall,
+            position: int = 1, tag: str = "") -> dict[str, Any]:
     """Run one video into its outputs; the record of what happened (never raises for input
-    problems: they become the record's error)."""
+    problems: they become the record's error). `tag`: in the partial names (cluster tasks)."""
     from tqdm import tqdm
 
     from .stream import damage, run as run_loop
@@ -107,11 +112,12 @@ def process(detector: Any, job: Job, every: int, stop, overall) -> dict[str, Any
     except SourceError as e:
         return {**record, "status": "failed", "error": str(e), "frames": 0}
     remove_partials(job)
-    results = [JsonLines(job.json_path, job.source, atomic=True)]
-    images = [VideoFile(job.video_path, source.write_fps / every)] if job.save_video else []
+    results = [JsonLines(job.json_path, job.source, atomic=True, tag=tag)]
+    images = [VideoFile(job.video_path, source.write_fps / every, tag)] if job.save_video \
+        else []
     expected = -(-source.frame_count // every)  # frames the model will see; 0: unknown
     bar = tqdm(total=expected or None, unit="frame",
-               desc=os.path.basename(job.source), file=sys.stderr, position=1, leave=False,
+               desc=os.path.basename(job.source), file=sys.stderr, position=position, leave=False,
                disable=None, dynamic_ncols=True)
 
     def on_frame(*_: Any) -> None:
@@ -205,8 +211,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m yolo_tpu.batch",
         description="Detect objects in every frame of many videos; one JSON lines file "
                     "(and optionally an annotated video) per input.",
-        epilog="Exit status: 0 all inputs done; 1 some failed (the rest are done); 2 nothing "
-               "could run; 130/143 stopped by a signal (use --resume to go on).")
+        epilog="Exit status: 0 all inputs done; 1 some failed (the rest are done) or the "
+               "scheduler was lost; 2 nothing could run; 130/143 stopped by a signal (use "
+               "--resume to go on).")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, folders (their videos, sorted) or globs")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -217,6 +224,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-video", action="store_true",
                    help="also write the annotated video DIR/<name>.mp4")
     add_model_args(p, "frame")
+    p.add_argument("--devices", metavar="DEV,DEV,...",
+                   help="one worker per device on this machine, each with its own copy of "
+                        "the model, taking the next video when free (e.g. usb:0,usb:1 or "
+                        "cpu,cpu); replaces --device")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="send the videos to the workers of a running Dask cluster (pip "
+                        "install .[cluster]); inputs, --model and --out must be paths every "
+                        "worker sees (shared storage)")
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
     return p.parse_args(argv)
 
@@ -225,7 +240,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .stream import stop_on_signals
-    if not device_ok(args.device):
+    if args.devices and args.scheduler:
+        _error("--devices and --scheduler: choose one (cluster workers pick their own device)")
+        return 2
+    devices = [d.strip() for d in args.devices.split(",")] if args.devices else [args.device]
+    if not all(device_ok(d) for d in devices):
         return 2
     sources, missing = expand_video_args(args.inputs)
     for e in missing:
@@ -250,26 +269,32 @@ def run(args: argparse.Namespace) -> int:
         log.info("resume: %d of %d inputs already done", len(jobs) - len(todo), len(jobs))
     records: list[dict[str, Any]] = [
         {} if j in todo else recount(j, previous.get(j.source)) for j in jobs]
-    detector = load_detector(args) if todo else None
-    if todo and detector is None:
-        return 2
+    detectors = []
+    if todo and not args.scheduler:
+        for device in devices:
+            detector = load_detector(argparse.Namespace(**{**vars(args), "device": device}))
+            if detector is None:
+                return 2
+            detectors.append(detector)
     total = sum(count_frames(j.source) for j in todo)
     overall = tqdm(total=total or None, unit="frame", desc=f"{len(todo)} videos",
                    file=sys.stderr, position=0, disable=None, dynamic_ncols=True)
     start = time.perf_counter()
+    lost = None
     with stop_on_signals() as stop:
         try:
-            for i, job in enumerate(jobs):
-                if job not in todo:
-                    continue
-                if stop.is_set():
-                    break
-                records[i] = process(detector, job, args.every, stop, overall)
-                if records[i]["status"] == "failed":
-                    overall.write(f"error: {records[i]['error']}", file=sys.stderr)
-                write_summary(args.out, records, args, missing)
+            if args.scheduler and todo:
+                from .cluster import run_on_cluster
+                lost = run_on_cluster(args, jobs, todo, records, missing, stop, overall)
+                if lost == "unreachable":
+                    return 2
+            else:
+                run_local(detectors, jobs, todo, records, args, missing, stop, overall,
+                          devices if args.devices else None)
         finally:
             overall.close()
+            for detector in detectors:
+                detector.close()
     write_summary(args.out, records, args, missing)
     failed = [r for r in records if r and r["status"] == "failed"]
     print(table(records), flush=True)
@@ -282,10 +307,51 @@ def run(args: argparse.Namespace) -> int:
         _error(str(e))
     for r in failed:
         _error(r["error"])
+    if lost:
+        _error(lost)
+        return 1
     if stop.signal:
         print("yolo_tpu: stopped; run again with --resume to finish", file=sys.stderr)
         return 128 + stop.signal
     return 1 if failed or missing else 0
+
+
+def run_local(detectors: list[Any], jobs: list[Job], todo: list[Job],
+              records: list[dict[str, Any]], args: argparse.Namespace,
+              missing: list[SourceError], stop, overall,
+              devices: list[str] | None = None) -> None:
+    """The videos to do, in input order, by one worker thread per detector (device): each
+    takes the next video when it is free. The summary is rewritten after every video, each
+    record naming the device that did it (`--devices`)."""
+    import threading
+    lock = threading.Lock()
+    queue = iter([i for i, job in enumerate(jobs) if job in todo])
+
+    def work(detector: Any, slot: int) -> None:
+        while not stop.is_set():
+            with lock:
+                i = next(queue, None)
+            if i is None:
+                return
+            record = process(detector, jobs[i], args.every, stop, overall, position=1 + slot)
+            if devices:
+                record["worker"] = f"local {slot}: {devices[slot]}"
+            with lock:
+                records[i] = record
+                if record["status"] == "failed":
+                    overall.write(f"error: {record['error']}", file=sys.stderr)
+                write_summary(args.out, records, args, missing)
+
+    if len(detectors) == 1:  # in this thread: nothing to join
+        work(detectors[0], 0)
+        return
+    workers = [threading.Thread(target=work, args=(d, k), name=f"yolo_tpu-worker-{k}",
+                                daemon=True) for k, d in enumerate(detectors)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        while w.is_alive():  # short waits: the main thread must stay free for signals
+            w.join(timeout=0.2)
 
 
 def _previous_records(out_dir: str) -> dict[str, dict[str, Any]]:

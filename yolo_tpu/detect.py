@@ -158,14 +158,16 @@ def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
     """--model, --conf, --iou, --device, --max-det: shared by detect and batch."""
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="converted .tflite model (default: build/yolov3-tiny_int8.tflite "
-                        "in the repo, written by `make demo`)")
+                        "in the repo, written by `make demo`), or its segments from "
+                        "converters.segment, comma-separated in order: run as a pipeline")
     p.add_argument("--conf", type=unit_interval, default=0.25,
                    help="score threshold, in (0, 1] (default 0.25)")
     p.add_argument("--iou", type=unit_interval, default=0.45,
                    help="NMS IoU threshold, in (0, 1] (default 0.45)")
     p.add_argument("--device", default="auto",
                    help="auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N (default auto: the "
-                        "Edge TPU for a compiled model, else the CPU)")
+                        "Edge TPU for a compiled model, else the CPU); for segments, one "
+                        "per segment comma-separated, e.g. usb:0,usb:1")
     p.add_argument("--max-det", type=positive_int, default=300,
                    help=f"at most this many detections per {what} (default 300)")
 
@@ -176,6 +178,15 @@ def frame_size(text: str) -> tuple[int, int]:
     if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
     return int(w), int(h)
+
+
+def serve_address(text: str) -> tuple[str, int]:
+    """argparse type: `8080`, `HOST:8080`, `[::1]:8080` -> (host, port)."""
+    from .serve import parse_address
+    try:
+        return parse_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -216,6 +227,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stream: give up opening or reading after this long (default 5)")
     p.add_argument("--max-frames", type=positive_int, metavar="N",
                    help="video: stop after N frames")
+    p.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT",
+                   help="video: serve a live view while the run goes on: the page at "
+                        "http://HOST:PORT/, /stream.mjpg, /events, /health (HOST defaults "
+                        "to 127.0.0.1, this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--serve-token", metavar="TOKEN",
+                   help="--serve: every endpoint wants this token (?token=TOKEN or "
+                        "'Authorization: Bearer TOKEN'; default: $YOLO_TPU_SERVE_TOKEN)")
+    p.add_argument("--serve-fps", type=_bounded(float, "a number", 0.0), default=15.0,
+                   metavar="FPS",
+                   help="--serve: at most this many JPEGs a second on /stream.mjpg, each the "
+                        "newest frame (default 15; 0: every frame); /events has every frame")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="video file: deliver frames at the file's frame rate, as a camera "
+                        "would (default: on with --serve, so it can be watched)")
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
     return p.parse_args(argv)
 
@@ -300,9 +325,11 @@ def load_detector(args: argparse.Namespace):
 
 
 def device_ok(device: str) -> bool:
-    """Whether --device is well formed; if not, one error line says why (before any work)."""
+    """Whether --device is well formed (one device, or one per segment separated by commas);
+    if not, one error line says why (before any work)."""
     try:
-        parse_device(device)
+        for one in device.split(","):
+            parse_device(one)
     except ValueError as e:
         _error(f"--device: {e}")
         return False
@@ -314,7 +341,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.image is None:
         return run_stream(args)
-    for flag in ("show", "cam_size", "cam_fps", "max_frames"):
+    for flag in ("show", "cam_size", "cam_fps", "max_frames", "serve", "serve_token",
+                 "realtime"):
         if getattr(args, flag):
             _error(f"--{flag.replace('_', '-')} applies to --video, --cam and --source only")
             return 2
@@ -459,6 +487,44 @@ def run_stream(args: argparse.Namespace) -> int:
     if save and (problem := _check_video_save(save, spec)):
         _error(problem)
         return 2
+    if args.serve_token is not None and not args.serve:
+        _error("--serve-token applies to --serve only")
+        return 2
+    server = _open_server(args, spec.name) if args.serve else None  # before the model
+    if args.serve and server is None:
+        return 2
+    try:
+        return _run_source(args, spec, save, server)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _open_server(args: argparse.Namespace, source: str):
+    """The live view's server, listening; None after a one-line error (port in use, bad
+    host). Warns when it is reachable from other machines without a token."""
+    from .serve import TOKEN_ENV, LiveServer, ServeError, is_loopback
+    host, port = args.serve
+    token = args.serve_token or os.environ.get(TOKEN_ENV) or None
+    try:
+        server = LiveServer(host, port, source, token, args.serve_fps).start()
+    except ServeError as e:
+        _error(str(e))
+        return None
+    if token is None and not is_loopback(host):
+        print(f"warning: --serve {host}:{port} without a token: anyone who can reach this "
+              f"machine on port {server.port} can watch the live picture and detections; "
+              f"set --serve-token or ${TOKEN_ENV} (the traffic is not encrypted either)",
+              file=sys.stderr, flush=True)
+    log.info("live view: %s%s", server.url, " (token required: ?token=...)" if token else "")
+    return server
+
+
+def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, server) -> int:
+    """Open the source and the model, run the loop, finalize the outputs, summarize."""
+    from .sinks import JsonLines, SinkError, VideoFile, Window
+    from .sources import VideoSource
+    from .stream import damage, run as run_loop, stop_on_signals
     source = VideoSource(spec, reconnect=args.reconnect, timeout_s=args.timeout,
                          cam_size=args.cam_size, cam_fps=args.cam_fps)
     try:
@@ -470,6 +536,9 @@ def run_stream(args: argparse.Namespace) -> int:
     if detector is None:
         source.close()
         return 2
+    view = server.view if server is not None else None
+    if view is not None:
+        view.set_model(os.path.basename(args.model), detector.backend)
     w, h = source.size
     kind = "live, newest frame kept" if source.live else \
         f"{source.frame_count or 'unknown number of'} frames"
@@ -490,16 +559,21 @@ def run_stream(args: argparse.Namespace) -> int:
         source.close()
         return 2
     text_out = sys.stderr if args.json == "-" else sys.stdout
-    progress, on_frame = _frame_reporting(source, text_out, quiet=bool(results or images))
+    progress, on_frame = _frame_reporting(source, text_out,
+                                          quiet=bool(results or images or view))
+    realtime = view is not None if args.realtime is None else args.realtime
     with stop_on_signals() as stop:
         try:
             stats = run_loop(detector, source, results, images, stop=stop,
-                             max_frames=args.max_frames, on_frame=on_frame)
+                             max_frames=args.max_frames, on_frame=on_frame, view=view,
+                             realtime=realtime)
         finally:
             progress.close()
             source.close()
             for sink in results + images:  # finalize: a stopped run's outputs are complete
                 sink.close(complete=True)
+    if view is not None:
+        view.finish(stats)
     status = 0
     if stats.error:
         _error(stats.error)
@@ -510,6 +584,14 @@ def run_stream(args: argparse.Namespace) -> int:
     print(f"yolo_tpu: {spec.name}: {stats.summary()}", file=sys.stderr, flush=True)
     if save and os.path.exists(save):
         print(f"yolo_tpu: annotated video: {save}", file=sys.stderr, flush=True)
+    if view is not None and not (stop.signal or stats.error or results or images
+                                 or args.max_frames):
+        # --serve alone: the run keeps going until stopped, showing the last frame
+        print(f"yolo_tpu: {spec.name} ended; the live view at {server.url} shows its last "
+              "frame until stopped (Ctrl-C)", file=sys.stderr, flush=True)
+        with stop_on_signals() as stop:
+            while not stop.wait(0.5):
+                pass
     if stop.signal:
         return 128 + stop.signal
     return status

@@ -1,4 +1,4 @@
-"""`Detector`: one `.tflite` file in, `Detections` out: frames -> tensor -> heads -> boxes -> NMS.
+"""`Detector`: one `.tflite` file (or its segments) in, `Detections` out: frames -> tensor -> heads -> boxes -> NMS.
 
 Everything the model needs (anchors, masks, classes, names, input size) comes from the
 metadata the quantizer embedded, so the model file is the only input (a compiled model
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -19,6 +21,7 @@ from .decode import decode_heads
 from .detections import Detections
 from .meta import METADATA_KEY, ModelMeta
 from .nms import nms
+from .pipeline import SegmentedModel, SegmentsError, model_paths, segment_info
 from .preprocess import Letterbox, letterbox
 
 log = logging.getLogger("yolo_tpu")
@@ -94,6 +97,10 @@ def read_model_info(path: str) -> tuple[ModelMeta, bool]:
             if payload is not None:
                 log.info("%s: metadata from %s", os.path.basename(path), candidate)
                 break
+    if payload is None and (part := segment_info(metadata)):
+        raise ModelError(f"{path}: is segment {part.get('index')} of {part.get('count')} of "
+                         f"{part.get('source') or 'a model'}; pass all its segments, in order "
+                         "and comma-separated")
     if payload is None:
         raise _missing_metadata(path, compiled)
     try:
@@ -106,19 +113,36 @@ def read_model_info(path: str) -> tuple[ModelMeta, bool]:
 class Detector:
     """A loaded model on a device; call it on a BGR image to get `Detections`."""
 
-    def __init__(self, model: str, device: str = "auto", conf: float = 0.25, iou: float = 0.45,
-                 max_det: int = 300, agnostic: bool = False):
-        if not os.path.exists(model):
-            raise ModelError(f"{model}: no such model file (build it with `make demo` or "
-                             "`python -m converters`)")
-        self.model_path = model
+    def __init__(self, model: str | Sequence[str], device: str = "auto", conf: float = 0.25,
+                 iou: float = 0.45, max_det: int = 300, agnostic: bool = False):
+        """`model`: one `.tflite`, or the segments of one (`converters.segment`) as a list or
+        comma-separated, run as a pipeline with one interpreter per device (`device`:
+        one for all, or comma-separated, one per segment, e.g. `usb:0,usb:1`)."""
+        paths = model_paths(model)
+        for path in paths or [str(model)]:
+            if not os.path.exists(path):
+                raise ModelError(f"{path}: no such model file (build it with `make demo` or "
+                                 "`python -m converters`)")
+        self.model_path = ",".join(paths)
         self.conf, self.iou, self.max_det, self.agnostic = conf, iou, max_det, agnostic
-        self.meta, self.compiled = read_model_info(model)
+        self._chain: SegmentedModel | None = None
+        self._pending: deque[np.ndarray] = deque()
         try:
-            self.interpreter, self.backend = make_interpreter(model, device, self.compiled)
+            if len(paths) > 1:
+                self._chain = SegmentedModel(paths, device)
+                self.interpreter, self.backend = self._chain, self._chain.label
+                self.meta, self.compiled = read_model_info(paths[-1])  # the last: the heads
+            else:
+                self.meta, self.compiled = read_model_info(paths[0])
+                self.interpreter, self.backend = make_interpreter(paths[0], device,
+                                                                  self.compiled)
+        except SegmentsError as e:
+            raise ModelError(str(e)) from None
         except ValueError as e:  # LiteRT's error for a model it cannot load
-            raise ModelError(f"{model}: {e}") from None
-        log.info("%s: %s", os.path.basename(model), self.backend)
+            if isinstance(e, ModelError):
+                raise
+            raise ModelError(f"{self.model_path}: {e}") from None
+        log.info("%s: %s", ", ".join(map(os.path.basename, paths)), self.backend)
         inp = self.interpreter.get_input_details()[0]
         self._input_index = inp["index"]
         self.input_dtype = np.dtype(inp["dtype"])
@@ -166,9 +190,38 @@ class Detector:
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Raw head outputs in metadata (cfg) order."""
+        if self._chain is not None:
+            outputs = self._chain.run(tensor)
+            return [outputs[i] for i in self._outputs]
         self.interpreter.set_tensor(self._input_index, tensor)
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(i) for i in self._outputs]
+
+    @property
+    def in_flight(self) -> int:
+        """Frames `submit` may hold before `collect` must be called: one per pipeline stage."""
+        return len(self._chain.stages) if self._chain is not None else 1
+
+    def submit(self, tensor: np.ndarray) -> None:
+        """Start inference on a tensor (the next stage of a pipeline takes it when free);
+        `collect` returns the results in submission order. Keep at most `in_flight` frames
+        submitted and not collected, and do not reuse a submitted tensor's buffer."""
+        if self._chain is not None:
+            self._chain.submit(tensor)
+        else:
+            self._pending.append(tensor)
+
+    def collect(self) -> list[np.ndarray]:
+        """Raw head outputs of the oldest submitted tensor, as `infer` returns them."""
+        if self._chain is not None:
+            outputs = self._chain.collect()
+            return [outputs[i] for i in self._outputs]
+        return self.infer(self._pending.popleft())
+
+    def close(self) -> None:
+        """Stop a pipeline's threads (a single model holds none)."""
+        if self._chain is not None:
+            self._chain.close()
 
     def postprocess(self, outputs: list[np.ndarray], box: Letterbox) -> Detections:
         """Decode the heads, run NMS, map boxes back to the source image."""

@@ -30,12 +30,14 @@ class SinkError(OSError):
     """An output that cannot be written: the message names the file and the reason."""
 
 
-def partial_path(path: str) -> str:
+def partial_path(path: str, tag: str = "") -> str:
     """`out/clip.mp4` -> `out/.clip.partial.mp4`: same folder (atomic rename), same
-    extension (OpenCV picks the container from it), hidden from `ls` and from globs."""
+    extension (OpenCV picks the container from it), hidden from `ls` and from globs.
+    `tag` (`out/.clip.partial.TAG.mp4`) keeps writers that may overlap apart: a cluster
+    task and a redo of the same video elsewhere never rename each other's file."""
     folder, name = os.path.split(path)
     stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}{PARTIAL}{ext}")
+    return os.path.join(folder, f".{stem}{PARTIAL}{'.' + tag if tag else ''}{ext}")
 
 
 def video_fourcc(path: str) -> str:
@@ -61,9 +63,9 @@ class JsonLines:
     `atomic=True` (batch): lines go to a partial file renamed on `close(complete=True)`.
     """
 
-    def __init__(self, path: str, source: str, atomic: bool = False):
+    def __init__(self, path: str, source: str, atomic: bool = False, tag: str = ""):
         self.path, self.source, self.atomic = path, source, atomic
-        self._target = partial_path(path) if atomic else path
+        self._target = partial_path(path, tag) if atomic else path
         self._out: IO[str]
         if path == "-":
             self._out = sys.stdout
@@ -104,10 +106,10 @@ class VideoFile:
     that reconnected at a new resolution) are resized to the first frame's.
     """
 
-    def __init__(self, path: str, fps: float):
+    def __init__(self, path: str, fps: float, tag: str = ""):
         self.path, self.fps = path, fps
         self._fourcc = video_fourcc(path)
-        self._target = partial_path(path)
+        self._target = partial_path(path, tag)
         self._writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0

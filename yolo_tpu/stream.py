@@ -30,8 +30,8 @@ from .detections import Detections
 from .draw import draw_detections
 from .sources import Frame, SourceError, VideoSource
 
-__all__ = ["Stats", "Newest", "ResultSink", "ImageSink", "StopEvent", "run", "draw_overlay",
-           "stop_on_signals"]
+__all__ = ["Stats", "Newest", "ResultSink", "ImageSink", "LiveSink", "StopEvent", "run",
+           "draw_overlay", "stop_on_signals"]
 
 _END = object()  # end-of-stream marker in the queues
 
@@ -46,6 +46,13 @@ class ImageSink(Protocol):
     """Takes every processed frame annotated (video file, window)."""
     def write(self, image: np.ndarray) -> None: ...
     def close(self, complete: bool = True) -> None: ...
+
+
+class LiveSink(Protocol):
+    """Takes every processed frame, with the run's figures so far (`serve.LiveView`);
+    `annotated` is the drawn frame when another sink needed one, else None."""
+    def publish(self, frame: Frame, detections: Detections, infer_ms: float, fps: float,
+                annotated: np.ndarray | None, stats: "Stats") -> None: ...
 
 
 @dataclass
@@ -153,11 +160,14 @@ def draw_overlay(image: np.ndarray, fps: float, infer_ms: float) -> np.ndarray:
 def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
         images: list[ImageSink] = (), *, stop: threading.Event | None = None,
         every: int = 1, max_frames: int | None = None,
-        on_frame: Callable[[Frame, Detections, float], None] | None = None) -> Stats:
+        on_frame: Callable[[Frame, Detections, float], None] | None = None,
+        view: LiveSink | None = None, realtime: bool = False) -> Stats:
     """Run `detector` over `source` until it ends, `stop` is set or a sink gives up.
 
     `every`: run the model on every Nth frame only (the others are read and skipped).
     `on_frame(frame, detections, infer_ms)` is called from the output thread (progress).
+    `view` (the live view of `--serve`) gets every processed frame from the output thread.
+    `realtime`: deliver a file's frames at its own frame rate, as a camera would.
     The sinks are not closed here: the caller decides whether their output is complete.
     """
     stop = stop or threading.Event()  # the caller's: signals
@@ -169,10 +179,19 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
     failures: list[str] = []
 
     def capture() -> None:
+        origin: float | None = None  # realtime: perf_counter of the file's time 0
         try:
             for frame in source.frames(halt):
                 if frame.index % every:
                     continue
+                if realtime and not live:
+                    now = time.perf_counter()
+                    due = now if origin is None else origin + frame.t_ms / 1e3
+                    if due < now - 0.25:  # fell behind (a slow first inference): go on
+                        due = now         # from here rather than rush to catch up
+                    origin = due - frame.t_ms / 1e3
+                    if halt.wait(max(due - now, 0.0)):
+                        break
                 # A file's frames are all processed: letterbox them here, beside invoke().
                 # A live source's may be dropped: letterbox only those that are kept.
                 work = frame if live else (frame, *detector.preprocess(frame.image, False))
@@ -196,14 +215,16 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
             try:
                 for sink in results:
                     sink.write(frame, dets)
+                rate, annotated = fps.tick(), None
                 if images:
-                    annotated = draw_overlay(draw_detections(frame.image, dets),
-                                             fps.tick(), ms)
+                    annotated = draw_overlay(draw_detections(frame.image, dets), rate, ms)
                     for sink in images:
                         sink.write(annotated)
                         if getattr(sink, "closed", False):  # window closed, q or Esc
                             stats.stopped = True
                             halt.set()
+                if view is not None:  # a reference handed over: never waits for a viewer
+                    view.publish(frame, dets, ms, rate, annotated, stats)
             except Exception as e:  # noqa: BLE001 - a full disk ends the run, reported
                 failures.append(str(e) if isinstance(e, OSError) and str(e) else
                                 f"cannot write output: {e}")
@@ -218,6 +239,25 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
     start = time.perf_counter()
     reader.start()
     writer.start()
+    # A pipelined detector (a model in segments) holds up to `in_flight` frames at once;
+    # a single model one: then each frame is collected right after it is submitted.
+    depth = getattr(detector, "in_flight", 1)
+    pending: deque = deque()  # (frame, box, submit time) of frames in the detector, in order
+    submitted = 0
+
+    def finish_oldest() -> None:
+        frame, box, t0 = pending.popleft()
+        heads = detector.collect()
+        ms = (time.perf_counter() - t0) * 1e3
+        dets = detector.postprocess(heads, box)
+        stats.frames += 1
+        stats.infer_ms.append(ms)
+        if live:  # live figures for the live view; final ones are set below
+            stats.dropped, stats.reconnects = inbox.replaced, source.reconnects
+        stats.per_class.update(dets.labels)
+        # every processed frame reaches the sinks, unless the output thread has died
+        _put(outbox, (frame, dets, ms), lambda: not writer.is_alive())
+
     try:
         while True:
             try:
@@ -228,24 +268,22 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
                 continue
             if work is _END:
                 break
-            if live:
-                frame, (tensor, box) = work, detector.preprocess(work.image)
+            if live:  # its own buffer when several frames are in flight
+                frame, (tensor, box) = work, detector.preprocess(work.image, depth == 1)
             else:
                 frame, tensor, box = work
-            t0 = time.perf_counter()
-            heads = detector.infer(tensor)
-            ms = (time.perf_counter() - t0) * 1e3
-            dets = detector.postprocess(heads, box)
-            stats.frames += 1
-            stats.infer_ms.append(ms)
-            stats.per_class.update(dets.labels)
-            # every processed frame reaches the sinks, unless the output thread has died
-            _put(outbox, (frame, dets, ms), lambda: not writer.is_alive())
-            if max_frames is not None and stats.frames >= max_frames:
+            pending.append((frame, box, time.perf_counter()))
+            detector.submit(tensor)
+            submitted += 1
+            if len(pending) >= depth:
+                finish_oldest()
+            if max_frames is not None and submitted >= max_frames:
                 stats.stopped = True
                 break
             if stop.is_set() or halt.is_set():
                 break
+        while pending:  # frames already in the detector: finish them, in order
+            finish_oldest()
     finally:
         halt.set()  # tell capture to end (it may be blocked on a full queue)
         _drain(inbox)
