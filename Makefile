@@ -5,7 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-convert-test
 MODEL  := build/yolov3-tiny_int8.tflite
 
-.PHONY: demo test venv clean
+# AlexeyAB's darknet, built from the source in ../shared/reference: the tests' reference for
+# the YOLOv4-era cfgs (Debian's darknet package is the one for the YOLOv3 family).
+ALEXEYAB_SRC ?= ../shared/reference/darknet-alexeyab-59596d78.tar.gz
+ALEXEYAB     := build/darknet-alexeyab/libdarknet.so
+
+.PHONY: demo test venv clean alexeyab
 
 # One environment with the runtime, the converter (TensorFlow) and the test tools; the
 # runtime alone installs with `pip install .` and never pulls TensorFlow.
@@ -28,7 +33,17 @@ demo: $(MODEL)
 		--json out/detections.jsonl
 	@echo "annotated photos and detections.jsonl are in out/"
 
-test: $(STAMP)
+$(ALEXEYAB): $(ALEXEYAB_SRC)
+	mkdir -p build
+	tar xzf $(ALEXEYAB_SRC) -C build/
+	$(MAKE) -C build/darknet-alexeyab -j2 LIBSO=1 >build/darknet-alexeyab.log 2>&1 \
+		|| (tail -20 build/darknet-alexeyab.log; exit 1)
+	touch $@
+
+alexeyab: $(ALEXEYAB)
+
+# Without the source (a clone without ../shared) its tests skip and say why; CI has it.
+test: $(STAMP) $(if $(wildcard $(ALEXEYAB_SRC)),$(ALEXEYAB))
 	$(PY) -m pytest
 
 clean:

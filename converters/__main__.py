@@ -15,14 +15,15 @@ import sys
 from . import missing_tensorflow
 from .calibration import DEFAULT_CALIB, CalibrationError
 from .cfg import ConfigError, parse_cfg, parse_size
-from .darknet import DEFAULT_LEAKY, LEAKY_HELP, LEAKY_POLICIES, NO_NAMES_WARNING
+from .cfg import FLAVORS
+from .darknet import DARKNET_HELP, DEFAULT_LEAKY, LEAKY_HELP, LEAKY_POLICIES, NO_NAMES_WARNING
 from .weights import WeightsError
 
 
 def default_names(cfg: str, size: tuple[int, int] | None) -> str | None:
     """`<cfg>.names` or `coco.names` beside the cfg, if present with one name per class."""
     folder, stem = os.path.dirname(os.path.abspath(cfg)), os.path.splitext(os.path.basename(cfg))[0]
-    classes = parse_cfg(cfg, size).yolo_layers[0].params["classes"]
+    classes = parse_cfg(cfg, size).classes
     for name in (f"{stem}.names", "coco.names"):
         path = os.path.join(folder, name)
         try:
@@ -71,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--size", type=parse_size,
                     help="input size N or WxH, a multiple of 32 (default: the cfg's [net])")
     ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
+    ap.add_argument("--darknet", choices=FLAVORS, help=DARKNET_HELP)
     ap.add_argument("--calib", nargs="+", metavar="PATH",
                     help="calibration images/videos: files, folders or globs (default: "
                          f"{', '.join(os.path.basename(p) for p in DEFAULT_CALIB)} from samples/)")
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
         from .darknet import convert, exact_reference, summary
-        c = convert(args.cfg, args.weights, args.leaky, args.size, names)
+        c = convert(args.cfg, args.weights, args.leaky, args.size, names, args.darknet)
         print(summary(c, args.leaky))
 
         stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
     print(f"  {fidelity.describe() if fidelity else 'fidelity: no held-out images (pass --eval)'}")
+    from .darknet import tpu_blockers
+    for line in tpu_blockers(c.net):  # the cfg line that keeps it off, and what instead
+        print(f"  not for the Edge TPU: {line}")
     sizes = compiler_report.memory if compiler_report is not None else None
     for line in summary_lines(parsed, [op.mapped for op in report.ops], sizes):
         print(f"  {line}")

@@ -42,7 +42,8 @@ def keras_detect(model, meta: ModelMeta, image_bgr: np.ndarray, conf: float = CO
                  iou: float = IOU) -> Detections:
     """Float reference detections from the Keras model."""
     from .keras_model import predict
-    tensor, box = letterbox(image_bgr, meta.width, meta.height, np.float32)
+    tensor, box = letterbox(image_bgr, meta.width, meta.height, np.float32,
+                            stretch=not meta.letter_box)
     outs = predict(model, tensor)
     return postprocess(outs, [None] * len(outs), meta, box, conf, iou)
 

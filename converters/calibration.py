@@ -94,10 +94,10 @@ def warn_if_few(images: list[np.ndarray], num: int) -> None:
 
 
 def samples(images: list[np.ndarray], num: int, width: int, height: int,
-            seed: int = 0) -> Iterator[np.ndarray]:
+            seed: int = 0, stretch: bool = False) -> Iterator[np.ndarray]:
     """`num` letterboxed float32 (1, H, W, 3) RGB 0..1 tensors: each image once, then views."""
     rng = np.random.default_rng(seed)
     for i in range(num):
         image = images[i] if i < len(images) else _augment(images[i % len(images)], rng)
-        tensor, _ = letterbox(image, width, height, dtype=np.float32)
+        tensor, _ = letterbox(image, width, height, dtype=np.float32, stretch=stretch)
         yield tensor

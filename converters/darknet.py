@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 
 
-from .cfg import ConfigError, Network, parse_cfg, parse_size
+from .cfg import FLAVORS, ConfigError, Network, cfg_line, parse_cfg, parse_size
 from .weights import ConvWeights, WeightsError, load_weights
 
 # Kept here (not in keras_model) so the CLIs can parse arguments without TensorFlow.
@@ -25,6 +25,39 @@ LEAKY_HELP = ("how leaky ReLU is expressed: addrelu (default; exact, Edge TPU: "
               "TPU: MUL+MAXIMUM, loses some detections in int8), prelu (exact, Edge TPU, slow "
               "on CPU), keep (LEAKY_RELU, CPU only), relu (Edge TPU; right only for weights "
               "trained with ReLU)")
+
+
+DARKNET_HELP = ("which darknet trained the weights: alexeyab (batch norm sqrt(var + 1e-5), "
+                "stretched input unless [net] letter_box=1) or pjreddie (sqrt(var) + 1e-6, "
+                "letterboxed input); default: alexeyab if the cfg uses anything only it reads")
+
+# Activations with no Edge TPU form, and what to train instead.
+_CPU_ONLY_ACTIVATIONS = {
+    "mish": "mish needs EXP and LOG (softplus), which the Edge TPU does not run; the cfg's "
+            "leaky or swish variant (e.g. yolov4-leaky, yolov4-csp-swish) maps every op",
+}
+
+
+def tpu_blockers(net: Network) -> list[str]:
+    """One line per reason the model stays off the Edge TPU: the first cfg line, how many
+    layers share it, and what to use instead."""
+    found: dict[str, list] = {}
+    for layer in net.layers:
+        act = layer.params.get("activation", "")
+        if act in _CPU_ONLY_ACTIVATIONS:
+            found.setdefault(f"activation={act}", []).append((layer, "activation",
+                                                              _CPU_ONLY_ACTIVATIONS[act]))
+        if layer.kind == "reorg":
+            found.setdefault("[reorg]", []).append(
+                (layer, None, "darknet's channel order needs rank-4 TRANSPOSE ops the Edge "
+                              "TPU may leave on the CPU"))
+    lines = []
+    for what, hits in found.items():
+        layer, key, why = hits[0]
+        more = f" (and {len(hits) - 1} more layers)" if len(hits) > 1 else ""
+        lines.append(f"{cfg_line(net, layer, key)}: layer {layer.index} [{layer.kind}] "
+                     f"{what}{more}: {why}")
+    return lines
 
 
 @dataclass
@@ -53,10 +86,10 @@ def has_leaky(net: Network) -> bool:
 
 
 def convert(cfg: str, weights: str, leaky: str = DEFAULT_LEAKY, size: tuple[int, int] | None = None,
-            names: str | None = None) -> Converted:
+            names: str | None = None, flavor: str | None = None) -> Converted:
     """cfg + weights -> Keras model and metadata; raises ConfigError / WeightsError."""
-    net = parse_cfg(cfg, size)
-    classes = net.yolo_layers[0].params["classes"]
+    net = parse_cfg(cfg, size, flavor)
+    classes = net.classes
     labels = read_names(names, classes) if names else ()
     conv_weights = load_weights(weights, net)
     if leaky == "relu" and has_leaky(net):
@@ -82,7 +115,7 @@ NO_NAMES_WARNING = ("warning: no --names: labels will be class numbers (0, 1, ..
                     "names file the model was trained with (one name per line)")
 
 
-_SHORT = {"convolutional": "conv", "shortcut": "add"}
+_SHORT = {"convolutional": "conv", "shortcut": "add", "scale_channels": "scale"}
 
 
 def summary(c: Converted, leaky: str) -> str:
@@ -102,16 +135,26 @@ def summary(c: Converted, leaky: str) -> str:
         detail = ""
         if layer.kind in ("convolutional", "maxpool"):
             detail = f"{p['size']}x{p['size']}/{p['stride']}"
+            if p.get("groups", 1) > 1:
+                detail += f" g{p['groups']}"
         elif layer.kind == "route":
             detail = ",".join(map(str, layer.inputs))
-        elif layer.kind == "shortcut":
-            detail = str(layer.inputs[1])  # inputs[0] is the previous layer
+            if p["groups"] > 1:
+                detail += f" {p['group_id']}/{p['groups']}"
+        elif layer.kind in ("shortcut", "sam", "scale_channels"):
+            detail = ",".join(map(str, layer.inputs[1:]))  # inputs[0] is the previous layer
         kind = f"{_SHORT.get(layer.kind, layer.kind)} {detail}".strip()
         rows.append(f"{layer.index:>4}  {kind:<14}{str(layer.shape):<20}{params:>10,}  {act}")
-    heads = ", ".join(f"{h.shape[1]}x{h.shape[0]}x{h.shape[2]}" for h in c.net.yolo_layers)
+    heads = ", ".join(f"{h.shape[1]}x{h.shape[0]}x{h.shape[2]}" for h in c.net.heads)
     rows.append(f"input 1x{c.net.height}x{c.net.width}x3, {len(c.net.layers)} layers, "
-                f"{total:,} parameters (batch norm folded), {len(c.net.yolo_layers)} heads: "
+                f"{total:,} parameters (batch norm folded), {len(c.net.heads)} heads: "
                 f"{heads}, leaky policy: {leaky}")
+    m = c.meta
+    rows.append(f"darknet: {c.net.flavor} ({c.net.flavor_reason}); input "
+                f"{'letterboxed' if m.letter_box else 'stretched'}; NMS {m.nms_kind}"
+                + (f" (beta {m.beta_nms})" if m.nms_kind == "diounms" else ""))
+    for line in tpu_blockers(c.net):
+        rows.append(f"not for the Edge TPU: {line}")
     return "\n".join(rows)
 
 
@@ -124,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--names", help="class names, one per line (e.g. cfg/coco.names)")
     ap.add_argument("--size", type=parse_size, help="input size N or WxH (multiple of 32); default from [net]")
     ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
+    ap.add_argument("--darknet", choices=FLAVORS, help=DARKNET_HELP)
     args = ap.parse_args(argv)
     from . import missing_tensorflow
     if problem := missing_tensorflow():
@@ -132,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.names:
         print(NO_NAMES_WARNING, file=sys.stderr)
     try:
-        c = convert(args.cfg, args.weights, args.leaky, args.size, args.names)
+        c = convert(args.cfg, args.weights, args.leaky, args.size, args.names, args.darknet)
     except (ConfigError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -76,13 +76,129 @@ class LeakyAddRelu(keras.layers.Layer):
         return shape
 
 
-def _activation(x, act: str, leaky: str, name: str):
-    if act == "linear":
-        return x
-    if act == "relu" or (act == "leaky" and leaky == "relu"):
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class Mish(keras.layers.Layer):
+    """x * tanh(softplus(x)), darknet's mish. Lowers to EXP/LOG/TANH: CPU only.
+
+    The input to softplus is capped at 20 (darknet's own MISH_THRESHOLD: above it softplus
+    is x and tanh of it 1.0 in float32), so EXP never overflows: an infinite calibration
+    range would make the int8 converter abort."""
+
+    def call(self, x):
+        return x * keras.ops.tanh(keras.ops.softplus(keras.ops.minimum(x, 20.0)))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class HardMish(keras.layers.Layer):
+    """Darknet's hard_mish (x if x > 0, x^2/2 + x above -2, else 0) = x * clip(x/2 + 1, 0, 1):
+    MUL, ADD, MINIMUM/MAXIMUM, all Edge TPU ops."""
+
+    def call(self, x):
+        return x * keras.ops.clip(x * 0.5 + 1.0, 0.0, 1.0)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class ChannelGroup(keras.layers.Layer):
+    """Darknet's route groups/group_id: the group_id-th of `groups` equal channel slices, as
+    one STRIDED_SLICE (an Edge TPU op). Not SPLIT: its unused outputs get no calibration
+    statistics, and the converter then leaves the SPLIT in float, off the TPU."""
+
+    def __init__(self, groups: int = 1, group_id: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.groups, self.group_id = groups, group_id
+
+    def call(self, x):
+        size = x.shape[-1] // self.groups
+        return x[..., self.group_id * size:(self.group_id + 1) * size]
+
+    def compute_output_shape(self, shape):
+        return (*shape[:-1], shape[-1] // self.groups)
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "group_id": self.group_id}
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class ChannelSlice(keras.layers.Layer):
+    """Channels start:stop (STRIDED_SLICE): shortcuts between different channel counts."""
+
+    def __init__(self, start: int = 0, stop: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, shape):
+        return (*shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class EdgePad(keras.layers.Layer):
+    """Pad by repeating the edge rows/columns (STRIDED_SLICE + CONCATENATION).
+
+    Darknet's maxpool ignores positions outside the image; wherever a window also covers a
+    real pixel (checked by the parser), a repeated edge value is one the window holds
+    anyway, so max pooling over this padding is exact, and unlike -inf padding it quantizes.
+    """
+
+    def __init__(self, pads=((0, 0), (0, 0)), **kwargs):
+        super().__init__(**kwargs)
+        self.pads = tuple(tuple(int(v) for v in p) for p in pads)
+
+    def call(self, x):
+        (top, bottom), (left, right) = self.pads
+        x = tf.concat([x[:, :1]] * top + [x] + [x[:, -1:]] * bottom, axis=1)
+        return tf.concat([x[:, :, :1]] * left + [x] + [x[:, :, -1:]] * right, axis=2)
+
+    def compute_output_shape(self, shape):
+        (top, bottom), (left, right) = self.pads
+        return (shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pads": self.pads}
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class DarknetReorg(keras.layers.Layer):
+    """Darknet's [reorg] (reorg_cpu with forward=0): not TF's space_to_depth order.
+
+    Darknet reads its (C, H, W) input buffer as (C/s^2, H*s, W*s), space-to-depths that,
+    and writes the result buffer as the (C*s^2, H/s, W/s) output.
+    """
+
+    def __init__(self, stride: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = stride
+
+    def call(self, x):
+        s = self.stride
+        _, h, w, c = x.shape
+        chw = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (1, c // (s * s), h * s, w * s))
+        y = tf.nn.space_to_depth(tf.transpose(chw, (0, 2, 3, 1)), s)  # (1, h, w, c)
+        y = tf.reshape(tf.transpose(y, (0, 3, 1, 2)), (1, c * s * s, h // s, w // s))
+        return tf.transpose(y, (0, 2, 3, 1))
+
+    def compute_output_shape(self, shape):
+        s = self.stride
+        return (shape[0], shape[1] // s, shape[2] // s, shape[3] * s * s)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
+
+
+def _leaky(x, leaky: str, name: str):
+    if leaky == "relu":
         return keras.layers.ReLU(name=name)(x)
-    if act == "logistic":
-        return keras.layers.Activation("sigmoid", name=name)(x)
     if leaky == "maximum":
         return LeakyMaximum(name=name)(x)
     if leaky == "addrelu":
@@ -93,43 +209,188 @@ def _activation(x, act: str, leaky: str, name: str):
     return keras.layers.LeakyReLU(LEAKY_SLOPE, name=name)(x)
 
 
-def _padding(size: int, stride: int, pad: int, n: int) -> tuple[str, tuple[int, int]]:
-    """Keras padding mode for darknet's symmetric `pad`, plus explicit (top, bottom) if needed.
+def _swish(x, leaky: str, name: str):
+    """x * logistic(x): LOGISTIC + MUL, both Edge TPU ops."""
+    gate = keras.layers.Activation("sigmoid", name=f"{name}_gate")(x)
+    return keras.layers.Multiply(name=name)([x, gate])
+
+
+# darknet activation -> Keras form. Leaky follows the --leaky policy.
+ACTIVATION_BUILDERS = {
+    "linear": lambda x, leaky, name: x,
+    "relu": lambda x, leaky, name: keras.layers.ReLU(name=name)(x),
+    "relu6": lambda x, leaky, name: keras.layers.ReLU(6.0, name=name)(x),
+    "logistic": lambda x, leaky, name: keras.layers.Activation("sigmoid", name=name)(x),
+    "tanh": lambda x, leaky, name: keras.layers.Activation("tanh", name=name)(x),
+    "leaky": _leaky,
+    "swish": _swish,
+    "mish": lambda x, leaky, name: Mish(name=name)(x),
+    "hard_mish": lambda x, leaky, name: HardMish(name=name)(x),
+}
+
+
+def _activation(x, act: str, leaky: str, name: str):
+    return ACTIVATION_BUILDERS[act](x, leaky, name)
+
+
+def _axis_padding(size: int, stride: int, pad: int, n: int) -> tuple[bool, tuple[int, int]]:
+    """(matches Keras 'same', explicit (before, after)) for darknet's symmetric `pad`.
 
     Darknet pads `pad` on both sides; Keras 'same' puts the smaller half of the needed padding
-    on top. They agree for stride 1; for stride 2 darknet pads top/left, so we pad
-    explicitly (a PAD op, which the Edge TPU runs) and convolve 'valid'.
+    first. They agree for stride 1; for stride 2 darknet pads top/left, so we pad explicitly
+    (a PAD op, which the Edge TPU runs) and convolve 'valid'.
     """
     out = (n + 2 * pad - size) // stride + 1
     total = max(0, (out - 1) * stride + size - n)
-    if out == -(-n // stride) and total // 2 == pad:
-        return "same", (0, 0)
-    if pad == 0:
-        return "valid", (0, 0)
-    return "valid", (pad, max(0, total - pad))
+    same = out == -(-n // stride) and total // 2 == pad
+    return same, (pad, max(0, (out - 1) * stride + size - n - pad))
 
 
-def _conv(x, layer: Layer, w: ConvWeights, leaky: str):
-    p, i = layer.params, layer.index
-    h, wd = x.shape[1], x.shape[2]
-    mode, (top, bottom) = _padding(p["size"], p["stride"], p["pad"], h)
-    _, (left, right) = _padding(p["size"], p["stride"], p["pad"], wd)
-    if top or bottom or left or right:
-        x = keras.layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"pad_{i}")(x)
-    act = p["activation"]
+class _Context:
+    """What the builders share: outputs so far, weights, the leaky policy."""
+
+    def __init__(self, weights: dict[int, ConvWeights], leaky: str):
+        self.outs: list = []
+        self.weights, self.leaky = weights, leaky
+
+
+def _conv(ctx: _Context, x, layer: Layer):
+    p, i, w = layer.params, layer.index, ctx.weights[layer.index]
+    sx, sy = p["stride"], p["stride_y"]
+    same_y, pads_y = _axis_padding(p["size"], sy, p["pad"], x.shape[1])
+    same_x, pads_x = _axis_padding(p["size"], sx, p["pad"], x.shape[2])
+    mode = "same" if same_x and same_y else "valid"
+    if mode == "valid" and any(pads_y + pads_x):
+        x = keras.layers.ZeroPadding2D((pads_y, pads_x), name=f"pad_{i}")(x)
+    act, groups, filters, c = p["activation"], p["groups"], p["filters"], p["in_channels"]
     # Plain ReLU (and the relu policy's stand-in for leaky) fuses into the convolution.
-    fused = "relu" if act == "relu" or (act == "leaky" and leaky == "relu") else None
-    if p["groups"] > 1:
-        conv = keras.layers.DepthwiseConv2D(p["size"], p["stride"], mode, activation=fused,
+    fused = "relu" if act == "relu" or (act == "leaky" and ctx.leaky == "relu") else None
+    if groups > 1 and groups == c:
+        conv = keras.layers.DepthwiseConv2D(p["size"], (sy, sx), mode,
+                                            depth_multiplier=filters // c, activation=fused,
                                             name=f"conv_{i}")
         x = conv(x)
-        conv.set_weights([w.kernel.reshape(p["size"], p["size"], p["filters"], 1), w.bias])
+        conv.set_weights([w.kernel.reshape(p["size"], p["size"], c, filters // c), w.bias])
+    elif groups > 1:
+        # Grouped convolution as SPLIT + one CONV_2D per group + CONCATENATION.
+        per = filters // groups
+        parts = []
+        for g in range(groups):
+            part = ChannelGroup(groups, g, name=f"group_{i}_{g}")(x)
+            conv = keras.layers.Conv2D(per, p["size"], (sy, sx), mode, activation=fused,
+                                       name=f"conv_{i}_{g}")
+            parts.append(conv(part))
+            conv.set_weights([w.kernel[..., g * per:(g + 1) * per], w.bias[g * per:(g + 1) * per]])
+        x = keras.layers.Concatenate(name=f"conv_{i}")(parts)
     else:
-        conv = keras.layers.Conv2D(p["filters"], p["size"], p["stride"], mode,
-                                   activation=fused, name=f"conv_{i}")
+        conv = keras.layers.Conv2D(filters, p["size"], (sy, sx), mode, activation=fused,
+                                   name=f"conv_{i}")
         x = conv(x)
         conv.set_weights([w.kernel, w.bias])
-    return x if fused else _activation(x, act, leaky, f"{act}_{i}")
+    return x if fused else _activation(x, act, ctx.leaky, f"{act}_{i}")
+
+
+def _maxpool(ctx: _Context, x, layer: Layer):
+    p, i = layer.params, layer.index
+    size, sx, sy, padding = p["size"], p["stride"], p["stride_y"], p["padding"]
+    pads = []
+    same = True
+    for n, s in ((x.shape[1], sy), (x.shape[2], sx)):
+        out = (n + padding - size) // s + 1
+        total = max(0, (out - 1) * s + size - n)
+        same = same and out == -(-n // s) and total // 2 == padding // 2
+        pads.append((padding // 2, max(0, (out - 1) * s + size - n - padding // 2)))
+    if same:
+        return keras.layers.MaxPooling2D(size, (sy, sx), "same", name=f"maxpool_{i}")(x)
+    if any(pads[0] + pads[1]):
+        x = EdgePad(pads, name=f"pad_{i}")(x)
+    return keras.layers.MaxPooling2D(size, (sy, sx), "valid", name=f"maxpool_{i}")(x)
+
+
+def _avgpool(ctx: _Context, x, layer: Layer):
+    return keras.layers.AveragePooling2D((x.shape[1], x.shape[2]), name=f"avgpool_{layer.index}")(x)
+
+
+def _route(ctx: _Context, x, layer: Layer):
+    p, i = layer.params, layer.index
+    srcs = [ctx.outs[j] for j in layer.inputs]
+    if p["groups"] > 1:
+        srcs = [ChannelGroup(p["groups"], p["group_id"], name=f"route_{i}_group{k}")(t)
+                for k, t in enumerate(srcs)]
+    return srcs[0] if len(srcs) == 1 else keras.layers.Concatenate(name=f"route_{i}")(srcs)
+
+
+def _shortcut(ctx: _Context, x, layer: Layer):
+    """Darknet adds each `from` layer into the channels both have; the rest pass as they are."""
+    i, c = layer.index, layer.shape[2]
+    for k, j in enumerate(layer.inputs[1:]):
+        other = ctx.outs[j]
+        oc = other.shape[-1]
+        if oc > c:
+            other = ChannelSlice(0, c, name=f"shortcut_{i}_{k}_slice")(other)
+        if oc < c:
+            head = ChannelSlice(0, oc, name=f"shortcut_{i}_{k}_head")(x)
+            tail = ChannelSlice(oc, c, name=f"shortcut_{i}_{k}_tail")(x)
+            summed = keras.layers.Add(name=f"shortcut_{i}_{k}_add")([head, other])
+            x = keras.layers.Concatenate(name=f"shortcut_{i}_{k}")([summed, tail])
+        else:
+            x = keras.layers.Add(name=f"shortcut_{i}_{k}")([x, other])
+    act = layer.params["activation"]
+    return _activation(x, act, ctx.leaky, f"{act}_{i}")
+
+
+def _upsample(ctx: _Context, x, layer: Layer):
+    p, i = layer.params, layer.index
+    x = NearestUpsample(p["stride"], name=f"upsample_{i}")(x)
+    if p["scale"] != 1.0:
+        x = keras.layers.Rescaling(p["scale"], name=f"upsample_{i}_scale")(x)
+    return x
+
+
+def _multiply(ctx: _Context, x, layer: Layer):
+    """[sam]: element-wise product; [scale_channels]: times a 1x1xC layer (broadcast)."""
+    i, act = layer.index, layer.params["activation"]
+    x = keras.layers.Multiply(name=f"{layer.kind}_{i}")([x, ctx.outs[layer.inputs[1]]])
+    return _activation(x, act, ctx.leaky, f"{act}_{i}")
+
+
+def _activation_layer(ctx: _Context, x, layer: Layer):
+    act = layer.params["activation"]
+    return _activation(x, act, ctx.leaky, f"{act}_{layer.index}")
+
+
+def _reorg(ctx: _Context, x, layer: Layer):
+    return DarknetReorg(layer.params["stride"], name=f"reorg_{layer.index}")(x)
+
+
+# One builder per darknet section type (the cfg parser's BUILDERS has the same rows).
+LAYER_BUILDERS = {
+    "convolutional": _conv,
+    "maxpool": _maxpool,
+    "avgpool": _avgpool,
+    "route": _route,
+    "shortcut": _shortcut,
+    "upsample": _upsample,
+    "dropout": lambda ctx, x, layer: x,  # identity at inference
+    "empty": lambda ctx, x, layer: x,
+    "activation": _activation_layer,
+    "sam": _multiply,
+    "scale_channels": _multiply,
+    "reorg": _reorg,
+    "yolo": lambda ctx, x, layer: x,  # heads: the raw output of the layer before
+    "region": lambda ctx, x, layer: x,
+}
+
+
+def head_meta(net: Network, layer: Layer) -> Head:
+    p = layer.params
+    stride = net.width // layer.shape[1]
+    anchors = tuple(tuple(p["anchors"][m]) for m in p["mask"])
+    if layer.kind == "region":  # anchors in grid cells -> input pixels
+        sx, sy = net.width / layer.shape[1], net.height / layer.shape[0]
+        anchors = tuple((a * sx, b * sy) for a, b in anchors)
+    return Head(tuple(p["mask"]), anchors, stride, layer.kind, float(p["scale_x_y"]),
+                bool(p["new_coords"]))
 
 
 def build_model(net: Network, weights: dict[int, ConvWeights], leaky: str = DEFAULT_LEAKY,
@@ -138,36 +399,18 @@ def build_model(net: Network, weights: dict[int, ConvWeights], leaky: str = DEFA
     if leaky not in LEAKY_POLICIES:
         raise ValueError(f"leaky policy must be one of {LEAKY_POLICIES}, got {leaky!r}")
     inputs = keras.Input((net.height, net.width, net.channels), batch_size=1, name="image")
-    outs: list = []
-    heads: list[tuple] = []
+    ctx = _Context(weights, leaky)
     x = inputs
     for layer in net.layers:
-        i, p = layer.index, layer.params
-        if layer.kind == "convolutional":
-            x = _conv(x, layer, weights[i], leaky)
-        elif layer.kind == "maxpool":
-            x = keras.layers.MaxPooling2D(p["size"], p["stride"], "same", name=f"maxpool_{i}")(x)
-        elif layer.kind == "route":
-            srcs = [outs[j] for j in layer.inputs]
-            x = srcs[0] if len(srcs) == 1 else keras.layers.Concatenate(name=f"route_{i}")(srcs)
-        elif layer.kind == "shortcut":
-            x = keras.layers.Add(name=f"shortcut_{i}")([x, outs[layer.inputs[1]]])
-            x = _activation(x, p["activation"], leaky, f"{p['activation']}_{i}")
-        elif layer.kind == "upsample":
-            x = NearestUpsample(p["stride"], name=f"upsample_{i}")(x)
-        elif layer.kind == "yolo":
-            heads.append((x, layer))
-        outs.append(x)
-    classes = {layer.params["classes"] for _, layer in heads}
-    if len(classes) != 1:
-        raise ValueError(f"{net.path}: [yolo] layers disagree on classes: {sorted(classes)}")
+        x = LAYER_BUILDERS[layer.kind](ctx, x, layer)
+        ctx.outs.append(x)
+    heads = net.heads
+    last = heads[-1].params  # darknet's detector takes the NMS kind from the last head
     meta = ModelMeta(
-        width=net.width, height=net.height, classes=classes.pop(), names=tuple(names),
-        leaky=leaky,
-        heads=tuple(Head(tuple(l.params["mask"]),
-                         tuple(tuple(l.params["anchors"][m]) for m in l.params["mask"]),
-                         net.width // l.shape[1]) for _, l in heads))
-    model = keras.Model(inputs, [t for t, _ in heads], name="yolo")
+        width=net.width, height=net.height, classes=net.classes, names=tuple(names),
+        leaky=leaky, heads=tuple(head_meta(net, l) for l in heads),
+        letter_box=net.letter_box, nms_kind=last["nms_kind"], beta_nms=float(last["beta_nms"]))
+    model = keras.Model(inputs, [ctx.outs[l.index] for l in heads], name="yolo")
     return model, meta
 
 

@@ -88,7 +88,8 @@ def calibration_feed(images: list[np.ndarray], num: int, meta: ModelMeta,
     warn_if_few(images, num)  # before the bar, so the warning has a line of its own
 
     def feed():
-        it = samples(images, num, meta.width, meta.height)
+        # fed as the runtime will feed the model: stretched unless it letterboxes
+        it = samples(images, num, meta.width, meta.height, stretch=not meta.letter_box)
         for tensor in tqdm(it, total=num, desc="calibrating", unit="img", disable=not progress,
                            file=sys.stderr):
             yield [tensor]

@@ -1,9 +1,11 @@
 """Darknet `.weights` loader: header, then per convolution biases, BN statistics and kernel.
 
-Batch normalization is folded into the convolution here, with darknet's own arithmetic:
-darknet normalizes with `(x - mean) / (sqrt(var) + .000001)` (epsilon outside the root),
-which no Keras BatchNormalization epsilon reproduces; a folded kernel and bias are exact
-and leave one op per layer in the TFLite graph.
+Batch normalization is folded into the convolution here, with the arithmetic of the darknet
+the weights were trained with: pjreddie's normalizes with `(x - mean) / (sqrt(var) + .000001)`
+(epsilon outside the root, which no Keras BatchNormalization epsilon reproduces), AlexeyAB's
+with `(x - mean) / sqrt(var + .00001)` (its fuse_conv_batchnorm, in double). The two differ
+for channels of tiny variance. A folded kernel and bias are exact and leave one op per layer
+in the TFLite graph.
 """
 from __future__ import annotations
 
@@ -40,6 +42,12 @@ def floats_needed(net: Network) -> int:
 def _input_channels(net: Network) -> dict[int, int]:
     return {l.index: (net.layers[l.inputs[0]].shape[2] if l.inputs[0] >= 0 else net.channels)
             for l in net.layers}
+
+
+def _bn_denominator(var: np.ndarray, flavor: str) -> np.ndarray:
+    if flavor == "alexeyab":
+        return np.sqrt(var + 0.00001)
+    return np.sqrt(var) + 0.000001
 
 
 def read_header(data: bytes, path: str) -> tuple[tuple[int, int, int, int], int]:
@@ -90,7 +98,8 @@ def load_weights(path: str, net: Network) -> dict[int, ConvWeights]:
         bias = take(n).astype(np.float64)
         if p["batch_normalize"]:
             scales, mean, var = take(n), take(n), take(n)
-            factor = scales.astype(np.float64) / (np.sqrt(var.astype(np.float64)) + 0.000001)
+            factor = scales.astype(np.float64) / _bn_denominator(var.astype(np.float64),
+                                                                 net.flavor)
             bias = bias - mean * factor
         else:
             factor = np.ones(n)
@@ -102,25 +111,42 @@ def load_weights(path: str, net: Network) -> dict[int, ConvWeights]:
     return result
 
 
+_HEAD_ENTRIES = {"xy": lambda n: (0, 1), "wh": lambda n: (2, 3), "objectness": lambda n: (4,),
+                 "classes": lambda n: range(5, n)}
+
+
 def write_weights(path: str, net: Network, rng: np.random.Generator, scale: float = 1.0,
-                  header: tuple[int, int, int] = (0, 2, 0)) -> None:
+                  header: tuple[int, int, int] = (0, 2, 0), head_scale: float | None = None,
+                  head_bias: dict[str, float] | None = None) -> None:
     """Write random weights for `net` in darknet's format (tests, benchmarks).
 
     Kernels are scaled by 1/sqrt(fan_in) and BN variances kept near one so activations stay
-    of order one through deep networks; `scale` multiplies the kernels.
+    of order one through deep networks; `scale` multiplies the kernels. For detections that
+    mean something (a few confident boxes, not thousands at 0.25), `head_scale` multiplies
+    the kernels of the convolutions feeding the heads and `head_bias` sets their biases per
+    entry: {"xy": .., "wh": .., "objectness": .., "classes": ..}.
     """
     in_channels = _input_channels(net)
+    feeds_head = {h.index - 1: h for h in net.heads}
     chunks = []
     for layer in net.layers:
         if layer.kind != "convolutional":
             continue
         p = layer.params
         n, size, c = p["filters"], p["size"], in_channels[layer.index] // p["groups"]
-        chunks.append(rng.normal(0, 0.1, n))
+        head = feeds_head.get(layer.index)
+        bias = rng.normal(0, 0.1, n)
+        if head is not None and head_bias:
+            entries = n // len(head.params["mask"])
+            for name, value in head_bias.items():
+                for k in _HEAD_ENTRIES[name](entries):
+                    bias[k::entries] = value
+        chunks.append(bias)
         if p["batch_normalize"]:
             chunks += [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 2, n)]
         fan_in = c * size * size
-        chunks.append(rng.normal(0, scale / np.sqrt(fan_in), n * fan_in))
+        gain = head_scale if head is not None and head_scale is not None else scale
+        chunks.append(rng.normal(0, gain / np.sqrt(fan_in), n * fan_in))
     major, minor, revision = header
     with open(path, "wb") as f:
         f.write(np.array([major, minor, revision], "<i4").tobytes())

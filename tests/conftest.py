@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ NAMES = ROOT / "cfg" / "coco.names"
 WEIGHTS = ROOT / "weights" / "yolov3-tiny.weights"
 SAMPLES = ROOT / "samples"
 DARKNET_CFG = Path("/usr/share/darknet/cfg")
+ALEXEYAB_CFG = ROOT.parent / "shared" / "cfg"  # AlexeyAB's own cfgs (read-only copies)
 
 
 def darknet_skip_reason() -> str | None:
@@ -28,6 +30,21 @@ def need_darknet():
     reason = darknet_skip_reason()
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def need_alexeyab():
+    """AlexeyAB's darknet library: built once into build/ by `make alexeyab` (~30 s)."""
+    from converters import darknet_ref
+    if darknet_ref.available(darknet_ref.ALEXEYAB):
+        subprocess.run(["make", "-s", "-C", str(ROOT), "alexeyab"], capture_output=True)
+    reason = darknet_ref.available(darknet_ref.ALEXEYAB)
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"AlexeyAB darknet reference required in CI: {reason}")
+    if reason:
+        pytest.skip(reason)
+    if not ALEXEYAB_CFG.is_dir():
+        pytest.skip(f"{ALEXEYAB_CFG} missing: the shared AlexeyAB cfgs")
 
 
 @pytest.fixture(scope="session")

@@ -106,8 +106,28 @@ def test_full_cfgs_build(tmp_path, name):
 BAD_CFGS = [
     ("[net]\nwidth=64\nheight=64\n[bogus]\nx=1\n", r"net\.cfg:4: unknown section \[bogus\]"),
     (TINY_CFG.replace("filters=8", "filters=8\nfliters=9"), r"net\.cfg:10: unknown key 'fliters'"),
-    (TINY_CFG.replace("activation=leaky", "activation=swish", 1),
-     r"net\.cfg:13: unsupported activation 'swish'"),
+    (TINY_CFG.replace("activation=leaky", "activation=swsh", 1),
+     r"net\.cfg:13: unsupported activation 'swsh' \(did you mean 'swish'\?\)"),
+    (TINY_CFG.replace("filters=8", "filters=8\nfliters=9"),
+     r"net\.cfg:10: unknown key 'fliters' in \[convolutional\]: darknet does not read it "
+     r"\(did you mean 'filters'\?\)"),
+    (TINY_CFG.replace("[maxpool]\nsize=2\nstride=2", "[convolutinal]\nsize=2\nstride=2"),
+     r"net\.cfg:15: unknown section \[convolutinal\] \(did you mean 'convolutional'\?\)"),
+    (TINY_CFG.replace("[maxpool]\nsize=2\nstride=2", "[lstm]\noutput=2"),
+     r"net\.cfg:15: \[lstm\] is a darknet layer yolo_tpu does not convert"),
+    (TINY_CFG.replace("num=3", "num=3\nscale_xy=1.05"),
+     r"net\.cfg:\d+: unknown key 'scale_xy' in \[yolo\].*did you mean 'scale_x_y'"),
+    (TINY_CFG.replace("num=3", "num=3\nnms_kind=diounm"),
+     r"nms_kind=diounm \(did you mean 'diounms'\?\)"),
+    (TINY_CFG.replace("[yolo]", "[route]\nlayers=-1\ngroups=2\ngroup_id=2\n\n[yolo]"),
+     r"net\.cfg:\d+: \[route\] group_id=2 must be in 0..groups-1"),
+    (TINY_CFG.replace("[yolo]", "[route]\nlayers=-1\ngroups=4\n\n[yolo]"),
+     r"\[route\] groups=4 does not divide the 18 channels of layer 4"),
+    (TINY_CFG.replace("[yolo]", "[shortcut]\nfrom=0\n\n[yolo]"),
+     r"\[shortcut\] adds layer 0 of size 64x64 to size 16x16"),
+    (TINY_CFG.replace("filters=16", "filters=16\ngroups=3"), r"groups=3 must divide the 8 input"),
+    (TINY_CFG.replace("[maxpool]\nsize=2\nstride=2", "[maxpool]\nsize=2\nstride=2\n"
+                      "maxpool_depth=1"), r"maxpool_depth=1: max over channels is not supported"),
     (TINY_CFG.replace("width = 64", "width = 100"), r"net\.cfg:1: .*100x64 .*multiple of 32"),
     (TINY_CFG.replace("filters=18", "filters=20"),
      r"net\.cfg:\d+: the layer before \[yolo\] .* has 20 filters, but mask \[0, 1\] and "
@@ -209,9 +229,9 @@ def run_cli(*args):
 
 
 def test_cli_bad_inputs_are_one_line_errors(tmp_path):
-    bad_cfg = write(tmp_path, TINY_CFG.replace("activation=leaky", "activation=mish", 1))
+    bad_cfg = write(tmp_path, TINY_CFG.replace("activation=leaky", "activation=elu", 1))
     cases = [
-        ((bad_cfg, str(WEIGHTS)), "unsupported activation 'mish'"),
+        ((bad_cfg, str(WEIGHTS)), "unsupported activation 'elu'"),
         ((str(CFG), str(tmp_path / "missing.weights")), "missing.weights: cannot read"),
         ((str(DARKNET_CFG / "yolov3-voc.cfg"), str(WEIGHTS)), "needs"),
         ((str(CFG), str(WEIGHTS), "--names", str(tmp_path / "none.names")), "none.names"),

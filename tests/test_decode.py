@@ -249,3 +249,30 @@ def test_pipeline_to_source_pixels_and_detections() -> None:
                                "box": [round(176 / 0.65, 2), round(140 / 0.65, 2), round(240 / 0.65, 2),
                                        round(172 / 0.65, 2)]}]
     assert len(dets[dets.scores > 0.99]) == 0 and len(dets[0]) == 1 and len(Detections.empty()) == 0
+
+
+@pytest.mark.parametrize("kind,new_coords,scale_x_y", [("yolo", False, 1.05),
+                                                       ("yolo", True, 2.0),
+                                                       ("region", False, 1.0)])
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_quantized_decoding_of_new_head_kinds_equals_float(kind, new_coords, scale_x_y, dtype):
+    """The table-driven int8 path decodes scale_x_y, new_coords and [region] heads exactly as
+    the float path decodes the same dequantized values."""
+    rng = np.random.default_rng(5)
+    head = Head((0, 1, 2), ((10.0, 14.0), (23.0, 27.0), (37.0, 58.0)), 16, kind, scale_x_y,
+                new_coords)
+    info = np.iinfo(dtype)
+    q = rng.integers(info.min, info.max + 1, (1, 8, 8, 3 * 9)).astype(dtype)
+    scale, zero_point = (1 / 255, 0 if dtype == "uint8" else -128) if new_coords else (0.08, 3)
+    real = ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
+    # new_coords scores are products of multiples of 1/255: a threshold half way between two
+    # of them keeps float32 rounding away from the comparison
+    conf = 13005.5 / 255**2
+    a = decode_heads([q], [(scale, zero_point)], [head], (128, 128), conf)
+    b = decode_heads([real], [None], [head], (128, 128), conf)
+    assert len(a[1]) > 10
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-4)
+    # [region]: class probabilities are objectness x softmax, so per box they sum to <= obj
+    if kind == "region":
+        assert a[1].max() < 1.0

@@ -134,3 +134,55 @@ def test_mismatched_lengths_raise() -> None:
         nms(np.zeros((3, 4)), np.zeros(2), np.zeros(3), 0.5)
     with pytest.raises(ValueError):
         nms(np.zeros((3, 4)), np.zeros(3), np.zeros(2), 0.5)
+
+
+def _diou_reference(boxes, scores, class_ids, thr, beta, sx, sy):
+    """darknet's diounms_sort transcribed: per class, by score, suppress when
+    IoU - (d / c)^beta > thr on boxes scaled by (sx, sy)."""
+    b = boxes.astype(np.float64) * [sx, sy, sx, sy]
+    keep = []
+    for c in np.unique(class_ids):
+        kept: list[int] = []
+        for i in sorted(np.nonzero(class_ids == c)[0], key=lambda i: -scores[i]):
+            ok = True
+            for k in kept:
+                iw = min(b[i, 2], b[k, 2]) - max(b[i, 0], b[k, 0])
+                ih = min(b[i, 3], b[k, 3]) - max(b[i, 1], b[k, 1])
+                inter = max(iw, 0) * max(ih, 0)
+                area = lambda j: (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])  # noqa: E731
+                iou = inter / (area(i) + area(k) - inter)
+                cw = max(b[i, 2], b[k, 2]) - min(b[i, 0], b[k, 0])
+                ch = max(b[i, 3], b[k, 3]) - min(b[i, 1], b[k, 1])
+                d = ((b[i, 0] + b[i, 2] - b[k, 0] - b[k, 2]) ** 2
+                     + (b[i, 1] + b[i, 3] - b[k, 1] - b[k, 3]) ** 2) / 4
+                if iou - (d / (cw * cw + ch * ch)) ** beta > thr:
+                    ok = False
+                    break
+            if ok:
+                kept.append(i)
+        keep += kept
+    return sorted(keep, key=lambda i: -scores[i])
+
+
+@pytest.mark.parametrize("kind,beta", [("greedynms", 0.6), ("diounms", 0.6), ("diounms", 1.0)])
+def test_diou_kinds_match_darknets_rule(kind, beta):
+    rng = np.random.default_rng(11)
+    boxes, scores, class_ids = _random_boxes(rng, 300, 200.0, 80.0, 3)
+    sx, sy = 1 / 640, 1 / 360  # DIoU is measured in image-relative coordinates
+    ours = nms(boxes, scores, class_ids, 0.45, max_det=1000, kind=kind, beta=beta,
+               xy_scale=(sx, sy))
+    ref = _diou_reference(boxes, scores, class_ids, 0.45, 0.6 if kind == "greedynms" else beta,
+                          sx, sy)
+    assert ours.tolist() == ref
+    plain = nms(boxes, scores, class_ids, 0.45, max_det=1000)
+    assert len(ours) > len(plain)  # DIoU suppresses less than IoU: a real difference
+
+
+def test_diou_two_boxes_by_hand():
+    """IoU 0.5 > 0.45, but centres apart: DIoU = 0.5 - (d/c)^0.6 < 0.45 keeps both."""
+    boxes = np.array([[0, 0, 10, 10], [0, 3.333, 10, 13.333]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    assert nms(boxes, scores, None, 0.45).tolist() == [0]
+    assert nms(boxes, scores, None, 0.45, kind="greedynms").tolist() == [0, 1]
+    with pytest.raises(ValueError, match="nms kind"):
+        nms(boxes, scores, None, 0.45, kind="soft")

@@ -2,10 +2,15 @@
 
 darknet (src/yolo_layer.c, get_yolo_box / get_yolo_detections), per cell (row, col) and anchor:
 
-    x = (col + sigmoid(tx)) / gw        w = exp(tw) * anchor_w / net_w
-    y = (row + sigmoid(ty)) / gh        h = exp(th) * anchor_h / net_h
-    objectness = sigmoid(to)            keep the cell if objectness > conf
-    prob[c] = objectness * sigmoid(tc)  keep (box, c) if prob[c] > conf
+    x = (col + s * sigmoid(tx) - (s-1)/2) / gw    w = exp(tw) * anchor_w / net_w
+    y = (row + s * sigmoid(ty) - (s-1)/2) / gh    h = exp(th) * anchor_h / net_h
+    objectness = sigmoid(to)                      keep the cell if objectness > conf
+    prob[c] = objectness * sigmoid(tc)            keep (box, c) if prob[c] > conf
+
+with s = scale_x_y (1 unless the cfg says). `new_coords=1` heads (YOLOv7) output values their
+convolution already passed through the logistic: no sigmoid here, and w = 4 tw^2 anchor_w.
+`[region]` heads (YOLOv2, src/region_layer.c): prob[c] = objectness * softmax(t)[c], anchors
+in grid cells (stored in pixels in the metadata).
 
 A box may give several (box, class) rows, like darknet's detections. Boxes come back as
 x1, y1, x2, y2 in model-input pixels; `Letterbox.to_source` maps them to the source image.
@@ -32,18 +37,33 @@ __all__ = ["decode_heads"]
 Quant = tuple[float, int] | None
 
 
+# Head modes: how the raw entries of one anchor turn into a box and class scores.
+YOLO, YOLO_NEW_COORDS, REGION = 0, 1, 2
+
+
+def head_mode(head: Head) -> int:
+    if head.kind == "region":
+        return REGION
+    return YOLO_NEW_COORDS if head.new_coords else YOLO
+
+
 @lru_cache(maxsize=64)
-def _tables(scale: float, zero_point: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:
-    """sigmoid and exp of every dequantized byte value, indexed by the byte read as uint8."""
+def _tables(scale: float, zero_point: int, signed: bool,
+            mode: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per byte value (read as uint8): the x/y/objectness/class activation, the w/h factor
+    and the plain dequantized value (for the region softmax)."""
     u = np.arange(256, dtype=np.uint8)
     q = u.view(np.int8).astype(np.float64) if signed else u.astype(np.float64)
     x = (q - zero_point) * scale
-    sig = 1.0 / (1.0 + np.exp(-x))
-    with np.errstate(over="ignore"):  # exp of a huge logit is inf, as darknet's expf would be
-        ex = np.exp(x)
-    sig.flags.writeable = False
-    ex.flags.writeable = False
-    return sig, ex
+    if mode == YOLO_NEW_COORDS:  # outputs already logistic (the conv's activation)
+        act, wh = x.copy(), 4.0 * x * x
+    else:
+        act = 1.0 / (1.0 + np.exp(-x))
+        with np.errstate(over="ignore"):  # exp of a huge logit is inf, as darknet's expf
+            wh = np.exp(x)
+    for t in (act, wh, x):
+        t.flags.writeable = False
+    return act, wh, x
 
 
 @lru_cache(maxsize=64)
@@ -54,34 +74,37 @@ def _anchors(head: Head) -> np.ndarray:
 
 
 @cached_njit
-def _decode_quantized(out, gw, sig, ex, anchors, stride_x, stride_y, conf):
-    """out: (gh*gw, A, 5+C) bytes (int8 viewed as uint8); sig/ex: 256-entry tables."""
+def _decode_quantized(out, gw, act, wh, val, anchors, stride_x, stride_y, conf, mode, sxy):
+    """out: (gh*gw, A, 5+C) bytes (int8 viewed as uint8); act/wh/val: 256-entry tables."""
     cells, n_anchors, entries = out.shape
     n_classes = entries - 5
     # Pass 1: count candidate cells, so the result arrays are sized without guessing.
     n_cand = 0
     for cell in range(cells):
         for a in range(n_anchors):
-            if sig[out[cell, a, 4]] > conf:
+            if act[out[cell, a, 4]] > conf:
                 n_cand += 1
     cap = n_cand * n_classes
     boxes = np.empty((cap, 4), np.float32)
     scores = np.empty(cap, np.float32)
     class_ids = np.empty(cap, np.int32)
+    probs = np.empty(n_classes, np.float64)
+    shift = 0.5 * (sxy - 1.0)
     n = 0
     for cell in range(cells):
         for a in range(n_anchors):
-            obj = sig[out[cell, a, 4]]
+            obj = act[out[cell, a, 4]]
             if not obj > conf:
                 continue
             row = cell // gw
             col = cell - row * gw
-            cx = (col + sig[out[cell, a, 0]]) * stride_x
-            cy = (row + sig[out[cell, a, 1]]) * stride_y
-            hw = 0.5 * ex[out[cell, a, 2]] * anchors[a, 0]
-            hh = 0.5 * ex[out[cell, a, 3]] * anchors[a, 1]
+            cx = (col + sxy * act[out[cell, a, 0]] - shift) * stride_x
+            cy = (row + sxy * act[out[cell, a, 1]] - shift) * stride_y
+            hw = 0.5 * wh[out[cell, a, 2]] * anchors[a, 0]
+            hh = 0.5 * wh[out[cell, a, 3]] * anchors[a, 1]
+            _class_probs(out[cell, a], act, val, obj, mode, probs)
             for c in range(n_classes):
-                prob = obj * sig[out[cell, a, 5 + c]]
+                prob = probs[c]
                 if prob > conf:
                     boxes[n, 0] = cx - hw
                     boxes[n, 1] = cy - hh
@@ -94,8 +117,28 @@ def _decode_quantized(out, gw, sig, ex, anchors, stride_x, stride_y, conf):
 
 
 @cached_njit
-def _decode_float(out, gw, anchors, stride_x, stride_y, conf, obj_logit):
-    """out: (gh*gw, A, 5+C) float logits; obj_logit = logit(conf), a cheap pre-filter."""
+def _class_probs(entries, act, val, obj, mode, probs):
+    """objectness x class score; [region]: x softmax over the class logits (darknet's)."""
+    n_classes = probs.shape[0]
+    if mode != REGION:
+        for c in range(n_classes):
+            probs[c] = obj * act[entries[5 + c]]
+        return
+    largest = -np.inf
+    for c in range(n_classes):
+        largest = max(largest, val[entries[5 + c]])
+    total = 0.0
+    for c in range(n_classes):
+        probs[c] = math.exp(val[entries[5 + c]] - largest)
+        total += probs[c]
+    for c in range(n_classes):
+        probs[c] = obj * probs[c] / total
+
+
+@cached_njit
+def _decode_float(out, gw, anchors, stride_x, stride_y, conf, obj_logit, mode, sxy):
+    """out: (gh*gw, A, 5+C) float outputs; obj_logit = logit(conf), a cheap pre-filter
+    (-inf for new_coords heads, whose objectness is already a probability)."""
     cells, n_anchors, entries = out.shape
     n_classes = entries - 5
     n_cand = 0
@@ -107,23 +150,54 @@ def _decode_float(out, gw, anchors, stride_x, stride_y, conf, obj_logit):
     boxes = np.empty((cap, 4), np.float32)
     scores = np.empty(cap, np.float32)
     class_ids = np.empty(cap, np.int32)
+    probs = np.empty(n_classes, np.float64)
+    shift = 0.5 * (sxy - 1.0)
     n = 0
     for cell in range(cells):
         for a in range(n_anchors):
             t = np.float64(out[cell, a, 4])
             if not t >= obj_logit:
                 continue
-            obj = 1.0 / (1.0 + math.exp(-t))
+            if mode == YOLO_NEW_COORDS:
+                obj = t
+            else:
+                obj = 1.0 / (1.0 + math.exp(-t))
             if not obj > conf:  # the exact test; the logit compare only skips work
                 continue
             row = cell // gw
             col = cell - row * gw
-            cx = (col + 1.0 / (1.0 + math.exp(-np.float64(out[cell, a, 0])))) * stride_x
-            cy = (row + 1.0 / (1.0 + math.exp(-np.float64(out[cell, a, 1])))) * stride_y
-            hw = 0.5 * math.exp(np.float64(out[cell, a, 2])) * anchors[a, 0]
-            hh = 0.5 * math.exp(np.float64(out[cell, a, 3])) * anchors[a, 1]
+            tx = np.float64(out[cell, a, 0])
+            ty = np.float64(out[cell, a, 1])
+            tw = np.float64(out[cell, a, 2])
+            th = np.float64(out[cell, a, 3])
+            if mode == YOLO_NEW_COORDS:
+                fx, fy, fw, fh = tx, ty, 4.0 * tw * tw, 4.0 * th * th
+            else:
+                fx = 1.0 / (1.0 + math.exp(-tx))
+                fy = 1.0 / (1.0 + math.exp(-ty))
+                fw, fh = math.exp(tw), math.exp(th)
+            cx = (col + sxy * fx - shift) * stride_x
+            cy = (row + sxy * fy - shift) * stride_y
+            hw = 0.5 * fw * anchors[a, 0]
+            hh = 0.5 * fh * anchors[a, 1]
+            if mode == REGION:
+                largest = -np.inf
+                for c in range(n_classes):
+                    largest = max(largest, np.float64(out[cell, a, 5 + c]))
+                total = 0.0
+                for c in range(n_classes):
+                    probs[c] = math.exp(np.float64(out[cell, a, 5 + c]) - largest)
+                    total += probs[c]
+                for c in range(n_classes):
+                    probs[c] = obj * probs[c] / total
+            elif mode == YOLO_NEW_COORDS:
+                for c in range(n_classes):
+                    probs[c] = obj * np.float64(out[cell, a, 5 + c])
+            else:
+                for c in range(n_classes):
+                    probs[c] = obj / (1.0 + math.exp(-np.float64(out[cell, a, 5 + c])))
             for c in range(n_classes):
-                prob = obj / (1.0 + math.exp(-np.float64(out[cell, a, 5 + c])))
+                prob = probs[c]
                 if prob > conf:
                     boxes[n, 0] = cx - hw
                     boxes[n, 1] = cy - hh
@@ -154,17 +228,20 @@ def _decode_one(out: np.ndarray, quant: Quant, head: Head, net_w: int, net_h: in
     # (cells, anchor, entry) is a view: darknet's channel order is anchor-major.
     cube = np.ascontiguousarray(out).reshape(gh * gw, n_anchors, channels // n_anchors)
     anchors = _anchors(head)
+    mode, sxy = head_mode(head), float(head.scale_x_y)
     # stride in pixels = net / grid, as darknet divides by gw and multiplies back by net_w
     sx, sy = net_w / gw, net_h / gh
     if out.dtype == np.float32 or out.dtype == np.float64:
         cube = cube.astype(np.float32, copy=False)
-        return _decode_float(cube, gw, anchors, sx, sy, conf, _logit(conf))
+        obj_logit = -math.inf if mode == YOLO_NEW_COORDS else _logit(conf)
+        return _decode_float(cube, gw, anchors, sx, sy, conf, obj_logit, mode, sxy)
     if out.dtype not in (np.uint8, np.int8):
         raise TypeError(f"unsupported output dtype {out.dtype}")
     if quant is None:
         raise ValueError("a quantized output needs its (scale, zero_point)")
-    sig, ex = _tables(float(quant[0]), int(quant[1]), out.dtype == np.int8)
-    return _decode_quantized(cube.view(np.uint8), gw, sig, ex, anchors, sx, sy, conf)
+    act, wh, val = _tables(float(quant[0]), int(quant[1]), out.dtype == np.int8, mode)
+    return _decode_quantized(cube.view(np.uint8), gw, act, wh, val, anchors, sx, sy, conf,
+                             mode, sxy)
 
 
 def decode_heads(

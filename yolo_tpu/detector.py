@@ -194,10 +194,12 @@ class Detector:
         `reuse`: fill one buffer kept between calls (no allocation per frame); pass False
         when tensors are queued before `infer` (a pipeline), so each gets its own.
         """
+        stretch = not self.meta.letter_box  # feed images as the model's darknet did
         if self.input_dtype == np.float32:
-            return letterbox(image_bgr, self.meta.width, self.meta.height, np.float32)
+            return letterbox(image_bgr, self.meta.width, self.meta.height, np.float32,
+                             stretch=stretch)
         tensor, box = letterbox(image_bgr, self.meta.width, self.meta.height, np.uint8,
-                                out=self._buffer if reuse else None)
+                                out=self._buffer if reuse else None, stretch=stretch)
         if reuse:
             self._buffer = tensor
         if self._lut is not None:  # input quantization other than pixel / 255
@@ -255,9 +257,18 @@ def postprocess(outputs: list[np.ndarray], quant: list, meta: ModelMeta, box: Le
     """Raw heads (quantized or float) -> Detections in source-image pixels."""
     boxes, scores, class_ids = decode_heads(outputs, quant, meta.heads,
                                             (meta.width, meta.height), conf)
-    keep = nms(boxes, scores, class_ids, iou, agnostic=agnostic, max_det=max_det)
-    return Detections.from_arrays(box.to_source(boxes[keep]), scores[keep], class_ids[keep],
-                                  meta.names)
+    # DIoU is not invariant to stretching: measure it where darknet does, in coordinates
+    # relative to the source image (input pixels over the resized image's size).
+    keep = nms(boxes, scores, class_ids, iou, agnostic=agnostic, max_det=max_det,
+               kind=meta.nms_kind, beta=meta.beta_nms,
+               xy_scale=(1.0 / box.new_w, 1.0 / box.new_h))
+    xyxy = box.to_source(boxes[keep])
+    # a box whose centre fell in the letterbox padding can lie wholly outside the image:
+    # clipped, it has no area, and it is not an object in the picture
+    inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    if not inside.all():
+        xyxy, keep = xyxy[inside], keep[inside]
+    return Detections.from_arrays(xyxy, scores[keep], class_ids[keep], meta.names)
 
 
 def _input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray | None:

@@ -15,11 +15,20 @@ FORMAT = "yolo_tpu/1"
 
 @dataclass(frozen=True)
 class Head:
-    """One `[yolo]` layer: which anchors its channels predict, and its stride in pixels."""
+    """One `[yolo]` or `[region]` layer: its anchors, stride and how its outputs decode.
+
+    kind "yolo": x = (col + s * sigmoid(tx) - (s - 1) / 2) * stride with s = scale_x_y,
+    w = exp(tw) * anchor_w; with new_coords the outputs are already logistic (no sigmoid)
+    and w = 4 * tw^2 * anchor_w. kind "region" (YOLOv2): classes are a softmax, scaled by
+    objectness; its anchors are stored here in input pixels like [yolo]'s.
+    """
 
     mask: tuple[int, ...]
     anchors: tuple[tuple[float, float], ...]  # (w, h) in input pixels, one per mask entry
     stride: int
+    kind: str = "yolo"
+    scale_x_y: float = 1.0
+    new_coords: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,11 @@ class ModelMeta:
     heads: tuple[Head, ...]  # in the model's output order (cfg order)
     names: tuple[str, ...] = field(default=())
     leaky: str = "relu"
+    # How the darknet that trained the model fed it images: letterbox (pjreddie's, and
+    # AlexeyAB's with [net] letter_box=1) or stretch (AlexeyAB's default).
+    letter_box: bool = True
+    nms_kind: str = "default"  # darknet's: default (IoU), greedynms / diounms (DIoU)
+    beta_nms: float = 0.6
 
     def label(self, class_id: int) -> str:
         return self.names[class_id] if class_id < len(self.names) else str(class_id)
@@ -43,7 +57,9 @@ class ModelMeta:
         if d.pop("format", None) != FORMAT:
             raise ValueError(f"not {FORMAT} metadata")
         heads = tuple(
-            Head(tuple(h["mask"]), tuple(tuple(a) for a in h["anchors"]), int(h["stride"]))
+            Head(tuple(h["mask"]), tuple(tuple(a) for a in h["anchors"]), int(h["stride"]),
+                 str(h.get("kind", "yolo")), float(h.get("scale_x_y", 1.0)),
+                 bool(h.get("new_coords", False)))
             for h in d.pop("heads")
         )
         return cls(heads=heads, names=tuple(d.pop("names", ())), **d)

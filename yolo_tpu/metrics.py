@@ -58,8 +58,12 @@ def map50(predictions: Sequence, truths: Sequence, iou_threshold: float = 0.5) -
             ious = iou_matrix(p[order], t) if len(t) and len(p) else np.zeros((len(p), 0))
             for row, k in enumerate(order):
                 scores.append(s[k])
-                j = int(np.argmax(ious[row])) if ious.shape[1] else -1
-                hit = j >= 0 and ious[row, j] >= iou_threshold and not taken[j]
+                # the best truth not yet matched (COCO's rule): with VOC's "best truth,
+                # else a false positive", two near-identical truths (boxes clipped to the
+                # same image edges) can hand both predictions the same one
+                free = np.where(taken, -1.0, ious[row]) if ious.shape[1] else ious[row]
+                j = int(np.argmax(free)) if ious.shape[1] else -1
+                hit = j >= 0 and free[j] >= iou_threshold
                 if hit:
                     taken[j] = True
                 hits.append(hit)

@@ -6,15 +6,24 @@ plain `w * h` areas, no +1), but works class by class: OpenCV's batched NMS shif
 to its own region and then compares every candidate with *every* kept box of every class, which
 is quadratic in the number of kept boxes; here a candidate only meets the kept boxes of its own
 class. Compiled with numba (`cache=True`, so later processes load the machine code from disk).
+
+AlexeyAB's darknet has two more kinds, chosen by the cfg's `nms_kind` (src/box.c,
+diounms_sort): `greedynms` suppresses a box when its DIoU with a kept box, IoU - (d / c)^0.6,
+exceeds the threshold (d: squared distance of the centres, c: squared diagonal of the box
+enclosing both), and `diounms` the same with `beta_nms` as the exponent. DIoU changes under
+stretching, so it is measured after scaling x and y by `xy_scale` (darknet measures in
+coordinates relative to the image).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-__all__ = ["nms", "cached_njit", "uncompiled_kernels"]
+__all__ = ["nms", "cached_njit", "uncompiled_kernels", "NMS_KINDS"]
 
 KERNELS: list = []  # every dispatcher made by cached_njit
+NMS_KINDS = ("default", "greedynms", "diounms")
+GREEDY_BETA = 0.6  # box_diou's fixed exponent in darknet's greedynms
 
 
 def cached_njit(func):
@@ -106,9 +115,12 @@ def _group_by_class(order: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarra
 @cached_njit
 def _greedy(
     boxes: np.ndarray, order: np.ndarray, ranks: np.ndarray, starts: np.ndarray,
-    iou_threshold: float, max_det: int,
+    iou_threshold: float, max_det: int, diou_beta: float, sx: float, sy: float,
 ) -> np.ndarray:
-    """Greedy NMS within each group `ranks[starts[g]:starts[g+1]]`; kept indices by score."""
+    """Greedy NMS within each group `ranks[starts[g]:starts[g+1]]`; kept indices by score.
+
+    diou_beta > 0: suppress on IoU - (d / c)^diou_beta (boxes scaled by sx, sy) instead of IoU.
+    """
     n = order.shape[0]
     # Kept boxes of the current group, struct-of-arrays so the inner loop streams memory.
     kx1 = np.empty(n, np.float64)
@@ -123,10 +135,10 @@ def _greedy(
         for j in range(starts[g], starts[g + 1]):
             r = ranks[j]
             b = order[r]
-            x1 = np.float64(boxes[b, 0])
-            y1 = np.float64(boxes[b, 1])
-            x2 = np.float64(boxes[b, 2])
-            y2 = np.float64(boxes[b, 3])
+            x1 = np.float64(boxes[b, 0]) * sx
+            y1 = np.float64(boxes[b, 1]) * sy
+            x2 = np.float64(boxes[b, 2]) * sx
+            y2 = np.float64(boxes[b, 3]) * sy
             area = (x2 - x1) * (y2 - y1)
             keep = True
             for k in range(nk):
@@ -137,8 +149,21 @@ def _greedy(
                 if ih <= 0.0:
                     continue
                 inter = iw * ih
+                if diou_beta > 0.0:
+                    # no overlap -> DIoU <= 0, never above a threshold >= 0: skipped above
+                    cw = max(x2, kx2[k]) - min(x1, kx1[k])
+                    ch = max(y2, ky2[k]) - min(y1, ky1[k])
+                    c = cw * cw + ch * ch
+                    dx = (x1 + x2 - kx1[k] - kx2[k]) * 0.5
+                    dy = (y1 + y2 - ky1[k] - ky2[k]) * 0.5
+                    diou = inter / (area + karea[k] - inter)
+                    if c > 0.0:
+                        diou -= ((dx * dx + dy * dy) / c) ** diou_beta
+                    if diou > thr:
+                        keep = False
+                        break
                 # iou > thr without dividing; union > 0 whenever inter > 0
-                if inter > thr * (area + karea[k] - inter):
+                elif inter > thr * (area + karea[k] - inter):
                     keep = False
                     break
             if keep:
@@ -168,6 +193,9 @@ def nms(
     iou_threshold: float,
     agnostic: bool = False,
     max_det: int = 300,
+    kind: str = "default",
+    beta: float = GREEDY_BETA,
+    xy_scale: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
     """Indices (int64) of the boxes kept by greedy NMS, in descending score order.
 
@@ -175,7 +203,14 @@ def nms(
     box of the same class (any class if `agnostic`) is > `iou_threshold`. Equal scores keep
     their input order, as OpenCV's stable sort does. At most `max_det` indices are returned
     (the best ones; unlike OpenCV's `top_k`, which truncates the candidates before NMS).
+    `kind`: darknet's nms_kind; greedynms and diounms compare DIoU (exponent 0.6 and `beta`)
+    on boxes scaled by `xy_scale`.
     """
+    if kind not in NMS_KINDS:
+        raise ValueError(f"nms kind must be one of {NMS_KINDS}, got {kind!r}")
+    diou_beta = 0.0 if kind == "default" else GREEDY_BETA if kind == "greedynms" else beta
+    if kind == "diounms" and not beta > 0:
+        raise ValueError(f"diounms needs beta_nms > 0, got {beta}")
     boxes = np.ascontiguousarray(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1)
     n = boxes.shape[0]
@@ -192,4 +227,5 @@ def nms(
         if class_ids.shape[0] != n:
             raise ValueError(f"{n} boxes but {class_ids.shape[0]} class ids")
         ranks, starts = _group_by_class(order, class_ids)
-    return _greedy(boxes, order, ranks, starts, float(iou_threshold), int(max_det))
+    return _greedy(boxes, order, ranks, starts, float(iou_threshold), int(max_det),
+                   float(diou_beta), float(xy_scale[0]), float(xy_scale[1]))

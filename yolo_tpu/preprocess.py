@@ -3,7 +3,10 @@
 darknet's `letterbox_image` (src/image.c) keeps the aspect ratio, scales the image to fit,
 truncating the other side's size to an int (`new_h = (im.h * w) / im.w`), places it at
 `((w - new_w) / 2, (h - new_h) / 2)` (integer division) and fills the rest with 0.5 grey.
-The geometry here is the same to the pixel, so a model sees what it saw under darknet.
+The geometry here is the same to the pixel, and the resize is darknet's own (`resize_image`:
+bilinear with aligned corners, see `darknet_resize`), so a model sees what it saw under
+darknet. AlexeyAB's detector stretches instead (the whole input, aspect ratio not kept)
+unless the cfg says `letter_box=1`: `letterbox(..., stretch=True)`.
 
 Pad value: 0.5 for float inputs (darknet's own value). For uint8 inputs (input quantization
 scale 1/255, zero point 0) 0.5 is 127.5, not representable; 127 is what darknet itself writes
@@ -11,7 +14,7 @@ when it turns its float image into bytes (`(unsigned char)(255 * x)` truncates),
 neighbour is half a quantum off. int8 inputs (scale 1/255, zero point -128) get the same bytes
 shifted by -128.
 
-The uint8 path never goes through float: cv2.resize and cv2.cvtColor write straight into the
+The uint8 path never goes through float: the resize and cv2.cvtColor write straight into the
 output buffer (pass `out=` to reuse one across frames), only the pad strips are filled.
 """
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Letterbox", "letterbox", "letterbox_geometry", "PAD_UINT8", "PAD_FLOAT"]
+__all__ = ["Letterbox", "letterbox", "letterbox_geometry", "stretch_geometry", "PAD_UINT8",
+           "PAD_FLOAT"]
 
 PAD_UINT8 = 127
 PAD_FLOAT = 0.5
@@ -80,12 +84,36 @@ def letterbox_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Letter
     )
 
 
+def stretch_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Letterbox:
+    """AlexeyAB darknet's default `resize_image`: the whole input, aspect ratio not kept."""
+    if min(src_w, src_h, dst_w, dst_h) <= 0:
+        raise ValueError(f"empty image or input: {src_w}x{src_h} -> {dst_w}x{dst_h}")
+    return Letterbox(scale_x=dst_w / src_w, scale_y=dst_h / src_h, pad_x=0, pad_y=0,
+                     new_w=dst_w, new_h=dst_h, src_w=src_w, src_h=src_h, dst_w=dst_w,
+                     dst_h=dst_h)
+
+
 def _channels(image: np.ndarray) -> int:
     if image.ndim == 2:
         return 1
     if image.ndim == 3 and image.shape[2] in _TO_RGB:
         return image.shape[2]
     raise ValueError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got {image.shape}")
+
+
+def darknet_resize(image: np.ndarray, w: int, h: int, dst: np.ndarray | None = None) -> np.ndarray:
+    """darknet's `resize_image` (src/image.c): bilinear with the corners aligned, output pixel
+    c samples source position c * (W - 1) / (w - 1), no antialiasing; OpenCV's INTER_LINEAR
+    samples (c + 0.5) * W / w - 0.5 instead, a different picture for the same size. One
+    warpAffine (OpenCV's fixed-point bilinear, 1/32 pixel positions), as fast as a resize."""
+    src_h, src_w = image.shape[:2]
+    sx = (src_w - 1) / (w - 1) if w > 1 else 0.0
+    sy = (src_h - 1) / (h - 1) if h > 1 else 0.0
+    m = np.array([[sx, 0.0, 0.0 if w > 1 else src_w - 1],
+                  [0.0, sy, 0.0 if h > 1 else src_h - 1]])
+    return cv2.warpAffine(image, m, (w, h), dst=dst,
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def _resize_rgb_into(image: np.ndarray, dst: np.ndarray) -> None:
@@ -98,9 +126,9 @@ def _resize_rgb_into(image: np.ndarray, dst: np.ndarray) -> None:
         cv2.cvtColor(image, code, dst=dst)
     elif w * h <= image.shape[0] * image.shape[1]:
         # shrinking: resize first, so the colour conversion touches fewer pixels
-        cv2.cvtColor(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), code, dst=dst)
+        cv2.cvtColor(darknet_resize(image, w, h), code, dst=dst)
     else:
-        cv2.resize(cv2.cvtColor(image, code), (w, h), dst=dst, interpolation=cv2.INTER_LINEAR)
+        darknet_resize(cv2.cvtColor(image, code), w, h, dst=dst)
 
 
 def _fill_pad(buf: np.ndarray, box: Letterbox, value: float) -> None:
@@ -119,8 +147,12 @@ def letterbox(
     height: int,
     dtype: type = np.uint8,
     out: np.ndarray | None = None,
+    stretch: bool = False,
 ) -> tuple[np.ndarray, Letterbox]:
     """Letterbox a uint8 BGR (or grey, or BGRA) image into a (1, height, width, 3) RGB tensor.
+
+    `stretch`: resize to the whole input instead, as AlexeyAB's darknet does for models
+    trained without `[net] letter_box=1`.
 
     dtype np.uint8: 0..255 bytes; np.int8: the same bytes minus 128 (input zero point -128);
     np.float32: 0..1. `out`, if given, must be a C-contiguous (1, height, width, 3) array of
@@ -138,7 +170,8 @@ def letterbox(
         out = np.empty(shape, dtype)
     elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous {shape} {dtype} array")
-    box = letterbox_geometry(image.shape[1], image.shape[0], width, height)
+    geometry = stretch_geometry if stretch else letterbox_geometry
+    box = geometry(image.shape[1], image.shape[0], width, height)
     inner = (slice(box.pad_y, box.pad_y + box.new_h), slice(box.pad_x, box.pad_x + box.new_w))
     if dtype == np.float32:
         rgb = np.empty((box.new_h, box.new_w, 3), np.uint8)
