@@ -247,15 +247,17 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
         assert not (tmp_path / "o.keras").exists()
 
 
-def test_cli_converts_and_warns_about_relu(tmp_path):
+def test_cli_converts_leaky_exactly_by_default(tmp_path):
+    """No --leaky: the exact Edge TPU form (addrelu), so no ReLU warning (issue 13; the
+    warning for an explicit --leaky relu is checked in test_convert_cli.py)."""
     out = tmp_path / "tiny.keras"
     r = run_cli(str(CFG), str(WEIGHTS), "-o", str(out), "--names", str(NAMES))
     assert r.returncode == 0, r.stderr
-    assert "--leaky maximum" in r.stderr and "ReLU" in r.stderr
+    assert "warning" not in r.stderr
     assert "8,849,182 parameters" in r.stdout and "(13, 13, 255)" in r.stdout
     from converters.keras_model import load_model
     model, meta = load_model(str(out))
-    assert meta.names[16] == "dog" and meta.leaky == "relu" and meta.classes == 80
+    assert meta.names[16] == "dog" and meta.leaky == "addrelu" and meta.classes == 80
     assert [h.stride for h in meta.heads] == [32, 16]
     assert meta.heads[0].anchors[0] == (81.0, 82.0)
     assert [tuple(o.shape) for o in model.outputs] == [(1, 13, 13, 255), (1, 26, 26, 255)]

@@ -53,6 +53,7 @@ def test_conversion_output_has_no_library_noise(default_run):
 def test_relu_on_leaky_weights_fails_with_the_figure(tmp_path):
     r = convert_cli("--out-dir", str(tmp_path), "--leaky", "relu", "--num", "8")
     assert r.returncode == 1, r.stdout + r.stderr
+    assert "warning: --leaky relu replaces the leaky activations" in r.stderr
     assert "0 of 6 reference detections matched" in r.stdout, r.stdout
     assert re.search(r"^error: fidelity 0\.00 is below --min-fidelity 0\.9: the int8 model "
                      r"loses 6 of the exact float model's 6 detections", r.stderr, re.M), r.stderr
