@@ -24,6 +24,7 @@ from yolo_tpu.detector import Detector, postprocess
 from yolo_tpu.meta import ModelMeta
 from yolo_tpu.metrics import iou_matrix, map50
 from yolo_tpu.preprocess import letterbox
+from yolo_tpu.sources import IMAGE_EXTENSIONS
 
 from .calibration import DEFAULT_EVAL, SAMPLES, expand
 
@@ -55,7 +56,8 @@ def eval_images(calib: list[str] | None, eval_paths: list[str] | None) -> list[s
     if not calib:
         return list(DEFAULT_EVAL)
     used = {os.path.abspath(p) for p in expand(calib)}
-    pool = sorted(os.path.join(SAMPLES, f) for f in os.listdir(SAMPLES))
+    pool = sorted(os.path.join(SAMPLES, f) for f in os.listdir(SAMPLES)
+                  if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)  # not photos.mp4
     return [p for p in pool if os.path.abspath(p) not in used]
 
 
