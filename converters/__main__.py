@@ -59,11 +59,17 @@ def fraction(text: str) -> float:
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default, except None: those options say in their help what they default to."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from .accuracy import MIN_FIDELITY
-    from .quantize import DEFAULT_NUM
+    from .quantize import add_calibration_args
     ap = argparse.ArgumentParser(prog="python -m converters", description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("cfg", help="darknet .cfg")
     ap.add_argument("weights", help="darknet .weights")
     ap.add_argument("--out-dir", default="build", help="where to write the models")
@@ -73,18 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="input size N or WxH, a multiple of 32 (default: the cfg's [net])")
     ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
     ap.add_argument("--darknet", choices=FLAVORS, help=DARKNET_HELP)
-    ap.add_argument("--calib", nargs="+", metavar="PATH",
-                    help="calibration images/videos: files, folders or globs (default: "
-                         f"{', '.join(os.path.basename(p) for p in DEFAULT_CALIB)} from samples/)")
-    ap.add_argument("--num", type=positive_int, default=DEFAULT_NUM, help="calibration samples")
-    ap.add_argument("--io", choices=("uint8", "int8"), default="uint8",
-                    help="type of the int8 model's input and outputs")
-    ap.add_argument("--eval", nargs="+", metavar="PATH",
-                    help="images for the fidelity report (default: the sample photos not "
-                         "used for calibration)")
-    ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
-                    help="exit 1 when the int8 model's fidelity to the exact float model "
-                         "(F1 of matched detections at conf 0.25) is below this; 0 accepts any")
+    add_calibration_args(ap)
     ap.add_argument("--segments", type=positive_int, default=1, metavar="N",
                     help="also cut the int8 model into N segments with balanced parameters, "
                          "one per Edge TPU, run as a pipeline (1: no segments)")

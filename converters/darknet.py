@@ -159,8 +159,9 @@ def summary(c: Converted, leaky: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .__main__ import HelpFormatter
     ap = argparse.ArgumentParser(prog="python -m converters.darknet", description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("cfg", help="darknet .cfg")
     ap.add_argument("weights", help="darknet .weights")
     ap.add_argument("-o", "--output", required=True, help="output .keras file")

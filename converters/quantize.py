@@ -123,26 +123,34 @@ def write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .__main__ import fidelity_ok, fraction, positive_int
+def add_calibration_args(ap: argparse.ArgumentParser) -> None:
+    """--calib, --num, --io, --eval, --min-fidelity: one definition for converters and
+    converters.quantize."""
+    from .__main__ import fraction, positive_int
     from .accuracy import MIN_FIDELITY
+    ap.add_argument("--calib", nargs="+", metavar="PATH",
+                    help="calibration images/videos: files, folders or globs (default: "
+                         f"{', '.join(os.path.basename(p) for p in DEFAULT_CALIB)} from samples/)")
+    ap.add_argument("--num", type=positive_int, default=DEFAULT_NUM, help="calibration samples")
+    ap.add_argument("--io", choices=("uint8", "int8"), default="uint8",
+                    help="type of the int8 model's input and outputs")
+    ap.add_argument("--eval", nargs="+", metavar="PATH",
+                    help="images for the fidelity report (default: the sample photos not "
+                         "used for calibration)")
+    ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
+                    help="exit 1 when the int8 model's fidelity to the exact float model "
+                         "(F1 of matched detections at conf 0.25) is below this; 0 accepts any")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .__main__ import HelpFormatter, fidelity_ok
     ap = argparse.ArgumentParser(prog="python -m converters.quantize",
                                  description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("model", help=".keras model written by converters.darknet")
     ap.add_argument("-o", "--output", required=True, help="output .tflite")
     ap.add_argument("--mode", choices=MODES, default="int8", help="TFLite form")
-    ap.add_argument("--calib", nargs="+", metavar="PATH",
-                    help="calibration images: files, folders, globs or videos "
-                         "(default: three of the bundled sample photos)")
-    ap.add_argument("--num", type=positive_int, default=DEFAULT_NUM, help="calibration samples")
-    ap.add_argument("--io", choices=("uint8", "int8"), default="uint8",
-                    help="int8 mode: type of the model's input and outputs")
-    ap.add_argument("--eval", nargs="+", metavar="PATH",
-                    help="images for the fidelity report (default: the bundled "
-                         "sample photos not used for calibration)")
-    ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
-                    help="exit 1 when the fidelity to the float model is below this")
+    add_calibration_args(ap)
     ap.add_argument("--c-array", metavar="FILE.cc", help="also write the model as a C array")
     args = ap.parse_args(argv)
     from . import missing_tensorflow
