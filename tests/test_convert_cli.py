@@ -97,7 +97,7 @@ def test_fidelity_counts_what_the_user_sees():
     only 1 of 7 stays above conf 0.25. mAP alone said 0.900; fidelity must not."""
     import numpy as np
 
-    from converters.accuracy import Fidelity, count_matched
+    from converters.accuracy import Fidelity, count_extra, count_matched
     from yolo_tpu.detections import Detections
     boxes = np.array([[10, 10, 50, 50], [60, 60, 120, 120], [0, 0, 30, 90]], np.float32)
     reference = Detections.from_arrays(boxes, np.array([0.9, 0.6, 0.3]), np.array([1, 2, 2]))
@@ -112,3 +112,11 @@ def test_fidelity_counts_what_the_user_sees():
     assert "1 of 7 reference detections matched" in f.describe()
     empty = Fidelity(("a.jpg",), reference=0, candidates=0, matched=0, map50=1.0)
     assert empty.score is None and "cannot score" in empty.describe()
+    # a candidate whose score merely crossed 0.25 (the reference has it at 0.2) is not extra;
+    # one the reference lacks even at EXTRA_CONF is
+    low = Detections.from_arrays(boxes, np.array([0.9, 0.2, 0.05]), np.array([1, 2, 2]))
+    crossed = Detections.from_arrays(shifted, np.array([0.8, 0.3, 0.3]), np.array([1, 2, 2]))
+    assert count_extra(crossed, low) == 1 and count_extra(crossed, low[low.scores > 0.25]) == 2
+    f = Fidelity(("a.jpg",), reference=1, candidates=3, matched=1, map50=1.0, extra=1)
+    assert f.score == pytest.approx(2 / 3) and "1 of 1 reference detections matched at conf " \
+        "0.25, 1 extra" in f.describe()
