@@ -33,8 +33,8 @@ CONF, IOU = 0.25, 0.45  # the runtime's defaults: the reference's detections at 
 # evaluations do, so a score moving across 0.25 costs ranking, not a whole detection.
 CANDIDATE_CONF = 0.005
 # Default for `--min-fidelity`. Measured on the held-out photos (scripts/fidelity.py):
-# the exact Edge TPU forms (addrelu, prelu) score 1.00 at 416x416 and 608x352; maximum
-# 0.80 (416) and 0.25 (608x352); relu 0.00. 0.9 passes a model that loses one detection
+# the exact Edge TPU forms (addrelu, prelu) score 1.00 at 416x416 and 0.93 at 608x352;
+# maximum 0.67 (416) and 0.40 (608x352); relu 0.00. 0.9 passes a model that loses one detection
 # of ten and fails one that loses a fifth.
 MIN_FIDELITY = 0.9
 # A candidate detection shown at CONF counts as extra only when the exact float model has

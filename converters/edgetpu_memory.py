@@ -9,7 +9,7 @@ google-coral/edgetpu issue #60: 6.86 MiB cached with 7.75 KiB left). Without the
 this module estimates from the parameter bytes of the ops predicted to map, with the
 cache taken as CACHE_LOW..CACHE_HIGH (the range those logs show). A smaller input does not
 shrink the weights; segmenting the model across several Edge TPUs
-(`edgetpu_compiler --num_segments N`) does.
+(`python -m converters ... --segments N`, one segment per Edge TPU) does.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class MemoryEstimate:
         return [head,
                 f"  estimate: {lo:.2f}-{hi:.2f} MiB streamed over USB/PCIe on every inference; "
                 "a smaller input does not shrink the weights, segmenting across Edge TPUs "
-                "(edgetpu_compiler --num_segments) does"]
+                "(python -m converters ... --segments N) does"]
 
 
 def parse_sizes(text: str) -> dict[str, int]:
