@@ -251,7 +251,10 @@ def test_newest_frame_is_processed_and_drops_are_counted(tiny_int8_model, tmp_pa
     due = {d["frame"]: round((d["t_ms"] - t0) * fps / 1e3) for d in recs}
     assert set(first) <= set(due), (sorted(first), sorted(due))
     assert all(first[k] == due[k] for k in first), [(k, first[k], due[k]) for k in first]
-    assert len(first) >= len(recs) // 2
+    # At most one frame per slot of the video's time grid shows, so how many depends on
+    # how fast the model ran, not on the count processed (measured: 25 of 25 slots, 60 frames).
+    slots = len(set(due.values()))
+    assert len(first) >= slots * 3 // 4, (len(first), slots, len(recs))
     # Always close behind the camera (a few frames: the one in inference, the one waiting),
     # where a queue falls further behind every second (100 fps in, ~40 out: 60 frames more
     # per second; 89 behind by the end, measured).
