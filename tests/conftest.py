@@ -16,20 +16,18 @@ DARKNET_CFG = Path("/usr/share/darknet/cfg")
 ALEXEYAB_CFG = ROOT.parent / "shared" / "cfg"  # AlexeyAB's own cfgs (read-only copies)
 
 
-def darknet_skip_reason() -> str | None:
-    """Why the darknet oracle cannot run here; CI installs it, so there it always runs."""
-    from converters.darknet_ref import available
-    reason = available()
-    if reason and os.environ.get("CI"):
-        pytest.fail(f"darknet reference required in CI: {reason}")
-    return reason
+def require(missing: str | None, what: str) -> None:
+    """Skip when `missing` says why `what` is not here; fail in CI, which installs it."""
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"{what} required in CI: {missing}")
+    if missing:
+        pytest.skip(missing)
 
 
 @pytest.fixture(scope="session")
 def need_darknet():
-    reason = darknet_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    from converters.darknet_ref import available
+    require(available(), "darknet reference")
 
 
 @pytest.fixture(scope="session")
@@ -38,11 +36,7 @@ def need_alexeyab():
     from converters import darknet_ref
     if darknet_ref.available(darknet_ref.ALEXEYAB):
         subprocess.run(["make", "-s", "-C", str(ROOT), "alexeyab"], capture_output=True)
-    reason = darknet_ref.available(darknet_ref.ALEXEYAB)
-    if reason and os.environ.get("CI"):
-        pytest.fail(f"AlexeyAB darknet reference required in CI: {reason}")
-    if reason:
-        pytest.skip(reason)
+    require(darknet_ref.available(darknet_ref.ALEXEYAB), "AlexeyAB darknet reference")
     if not ALEXEYAB_CFG.is_dir():
         pytest.skip(f"{ALEXEYAB_CFG} missing: the shared AlexeyAB cfgs")
 

@@ -23,7 +23,7 @@ import cv2
 import pytest
 
 import edgetpu_standin
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, require
 from converters import edgetpu_compile as ecc
 from test_edgetpu_check import install_standin_compiler
 from yolo_tpu import tflite_file as tm
@@ -40,10 +40,8 @@ VARIANTS = {"ok": [], "crash": ["-DCRASH_AT_INVOKE"], "crash_at_create": ["-DCRA
 def libs(tmp_path_factory) -> dict[str, Path]:
     """The stand-in libedgetpu.so.1, built from C once per session, one folder per variant."""
     gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        if os.environ.get("CI"):
-            pytest.fail("gcc is required in CI (.ci/run installs it)")
-        pytest.skip("no C compiler to build the stand-in libedgetpu")
+    require(None if gcc else "no C compiler to build the stand-in libedgetpu (.ci/run "
+            "installs gcc)", "gcc")
     out = tmp_path_factory.mktemp("libedgetpu")
     built = {}
     for name, flags in VARIANTS.items():

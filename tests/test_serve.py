@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, require
 from media import MjpegServer, pan_zoom_frames, read_frames, video_info, write_video
 
 from test_stream_live import assert_no_traceback, error_lines, json_records, summary
@@ -473,26 +473,20 @@ def test_serve_applies_to_moving_sources_only(capsys):
 
 # ---------------------------------------------------------------- in a browser
 
-def browser_skip_reason() -> str | None:
+def browser_missing() -> str | None:
     """Why the browser test cannot run here; CI installs Chromium, so there it must run."""
-    reason = None
     if not os.path.exists(CHROMIUM):
-        reason = f"no {CHROMIUM} (apt-get install chromium; .ci/run does)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            reason = "Playwright's Python package is not installed (pip install playwright)"
-    if reason and os.environ.get("CI"):
-        pytest.fail(f"browser required in CI: {reason}")
-    return reason
+        return f"no {CHROMIUM} (apt-get install chromium; .ci/run does)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright's Python package is not installed (pip install playwright)"
+    return None
 
 
 @pytest.fixture(scope="module")
 def browser():
-    reason = browser_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require(browser_missing(), "browser")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

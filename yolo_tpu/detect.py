@@ -312,13 +312,8 @@ def _check_image_save(args: argparse.Namespace, files: list[str]) -> str | None:
         if len(files) != 1:
             return (f"--save {save}: names one image file, but {len(files)} images were "
                     "given; pass a folder for their annotated copies")
-        if os.path.exists(save) and os.path.samefile(save, files[0]):
-            return f"--save {save}: is the input image; it would be overwritten"
-        folder = os.path.dirname(save) or "."
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as e:
-            return f"--save {save}: {e.strerror or e}"
+        if problem := _check_output_file(save, files[0], "image"):
+            return problem
         args.save_file = save
         return None
     if os.path.exists(save):
@@ -491,6 +486,18 @@ def _video_save_path(save: str, spec: SourceSpec) -> str:
     return os.path.join(save, stem + ".mp4")
 
 
+def _check_output_file(path: str, source: str | None, kind: str) -> str | None:
+    """Why an annotated copy cannot go to `path` (it is the input `source`, or its folder
+    cannot be made), or None; the folder is made here, before any work."""
+    if source is not None and os.path.exists(path) and os.path.samefile(path, source):
+        return f"--save {path}: is the input {kind}; it would be overwritten"
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    except OSError as e:
+        return f"--save {path}: {e.strerror or e}"
+    return None
+
+
 def _check_video_save(path: str, spec: SourceSpec) -> str | None:
     """Why the annotated video cannot be written to `path`, or None."""
     from .sinks import SinkError, video_fourcc
@@ -498,14 +505,10 @@ def _check_video_save(path: str, spec: SourceSpec) -> str | None:
         video_fourcc(path)
     except SinkError as e:
         return f"--save {e}"
-    if spec.kind == "file" and os.path.exists(path) and \
-            os.path.samefile(path, str(spec.target)):
-        return f"--save {path}: is the input video; it would be overwritten"
+    if problem := _check_output_file(path, str(spec.target) if spec.kind == "file" else None,
+                                     "video"):
+        return problem
     folder = os.path.dirname(path) or "."
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        return f"--save {path}: {e.strerror or e}"
     if not os.access(folder, os.W_OK):
         return f"--save {path}: folder {folder} is not writable"
     return None
