@@ -26,8 +26,12 @@ Where the rules come from, strongest evidence first:
 - The one-Edge-TPU-subgraph rule without `-a`/`-d` (status "More than one subgraph is not
   supported"), as Coral's maintainers describe it: google-coral/edgetpu issue #461.
 - Size limits the compiler does not document ("not mapped due to some unspecified
-  limitation"): where a public report gives a data point, the op gets a warning, not a
-  verdict (issues #461 MEAN, #598 LSTM, #512 yolov5s, and logs/ in ../shared/edgetpu).
+  limitation"), fitted to where real compiler 16 outputs stopped (SIZE_LIMITS: the largest
+  size seen mapped and the smallest seen left on the CPU, with the pair or log that shows
+  it; `python scripts/checker_agreement.py --limits` prints the data). Above the smallest
+  size seen on the CPU the op is predicted on the CPU; between the two the data cannot
+  decide and the op gets a warning. Where only a public report gives a data point the op
+  gets a warning, not a verdict (issues #461 MEAN, #598 LSTM).
 - Op versions: edgetpu_compiler 16 rejects the whole model ("Didn't find op for builtin
   opcode ... Model could not be parsed") for op versions newer than its TFLite (seen:
   CONV_2D v6, QUANTIZE v3, TRANSPOSE_CONV v4; edgetpu issues #631, #879, #845). OP_VERSIONS
@@ -146,7 +150,10 @@ OP_VERSIONS: dict[str, tuple[int, str]] = {
     "SUB": (5, f"{_RT}; v2 {_PAIR} movenet"),
     "SUM": (2, _RT),
     "TANH": (3, _RT),
-    "TRANSPOSE": (5, _RT),
+    # Not in Coral's table, but compiler 16 maps it: deeplab_mobilenet_edgetpu_slim_cityscapes
+    # broadcasts its image-pooling branch 1x1x128 -> 33x33x128 with TILE v1, on the Edge TPU.
+    "TILE": (2, f"{_RT}; v1 {_PAIR} deeplab_mobilenet_edgetpu_slim_cityscapes"),
+    "TRANSPOSE": (5, f"{_RT}; v2 {_PAIR} yolov8n_640"),
     "TRANSPOSE_CONV": (3, f"{_RT}; v4 refused (#845)"),
 }
 MAX_VERSION = {op: limit for op, (limit, _) in OP_VERSIONS.items()}
@@ -172,6 +179,48 @@ _CONST_TYPES = _EIGHT_BIT | {"INT32", "INT64"}
 # A fully quantized LSTM keeps its cell state in int16 and its output state in int8.
 _LSTM_STATE_TYPES = _EIGHT_BIT | {"INT16"}
 SOFTMAX_MAX_ELEMENTS = 16000
+
+
+@dataclass(frozen=True)
+class SizeLimit:
+    """A size limit the compiler does not document, as far as real outputs show it.
+
+    `mapped`: the largest size (elements of the op's largest activation tensor; for
+    RESIZE_BILINEAR its output) seen on the Edge TPU; `cpu`: the smallest seen left on the
+    CPU by this limit (not because of an op before it). From `cpu` on the checker predicts
+    the CPU; above `mapped` and below `cpu` it warns.
+    """
+
+    mapped: int
+    mapped_seen: str
+    cpu: int
+    cpu_seen: str
+
+
+# Fitted with `python scripts/checker_agreement.py --limits` on the pairs in
+# tests/fixtures/edgetpu_real (compiler 16). Logs of compiler 16 that agree, shapes inferred
+# from the exporter: Ultralytics' yolov8n at 192 px maps all 6 TRANSPOSE and 6 RESHAPE (up to
+# [1, 24, 24, 144] = 82944; jveitchmichaelis/edgetpu-yolo), yolov5s at 224 px leaves the
+# transpose of its 28x28 grid ([1, 784, 3, 85] = 199920; logs/ in the fixtures) on the CPU,
+# and yolov8n at 640 px (its pair's log) reports its RESHAPE [1, 144, 1600] as a limitation.
+SIZE_LIMITS: dict[str, SizeLimit] = {
+    "TRANSPOSE": SizeLimit(
+        82944, "yolov8n at 192 px, compiler 16 log; pair yolov8n_640: [1, 20, 20, 144] = 57600",
+        199920, "pair yolov8n_640: [1, 40, 40, 144] -> [1, 144, 40, 40] = 230400; "
+                "yolov5s-224 log: [1, 784, 3, 85] = 199920"),
+    "RESHAPE": SizeLimit(
+        82944, "yolov8n at 192 px, compiler 16 log; pair yolov8n_640: [1, 144, 400] = 57600",
+        199920, "yolov8n_640 log: RESHAPE to [1, 144, 1600] = 230400 is a limitation; "
+                "the same limit as TRANSPOSE"),
+    "RESIZE_BILINEAR": SizeLimit(
+        55296, "pair movenet: 24x24 -> 48x48x24, 2x",
+        278784, "pairs deeplabv3_mnv2_pascal: 1x1 -> 33x33x256 = 278784 (33x), "
+                "deeplab_mobilenet_edgetpu_slim: 33x33 -> 513x513x19 = 5000211 (15.5x)"),
+}
+# The largest upscale of a mapped bilinear resize seen (movenet 2x, half_pixel_centers).
+# Both resizes seen on the CPU are larger in size AND factor, so the data cannot tell which
+# one the compiler judges: the checker predicts the CPU only when both are exceeded.
+RESIZE_MAPPED_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -445,6 +494,15 @@ def _limit_resize(model: TfliteModel, op: OperatorInfo) -> Verdict:
     for t in (model.tensor(op.inputs[0]), model.tensor(op.outputs[0])):
         if len(t.shape) != 4 or t.shape[0] != 1:
             return UNSPECIFIED, f"input/output must be a 3-dimensional tensor (is {list(t.shape)})"
+    if op.name != "RESIZE_BILINEAR":
+        return None
+    size, factor = _resize_size(model, op)
+    limit = SIZE_LIMITS["RESIZE_BILINEAR"]
+    if size >= limit.cpu and factor > RESIZE_MAPPED_FACTOR:
+        return UNSPECIFIED, (
+            f"bilinear resize by {factor:g}x to {size} elements: compiler 16 left every such "
+            f"resize seen (>= {limit.cpu} elements, > {RESIZE_MAPPED_FACTOR}x) on the CPU "
+            f"({limit.cpu_seen})")
     return None
 
 
@@ -484,27 +542,6 @@ def _limit_strided_slice(model: TfliteModel, op: OperatorInfo) -> Verdict:
     return None
 
 
-# Op-specific "known limitations" from the supported-op table that a static check can see.
-_LIMITS: dict[str, tuple[Callable[[TfliteModel, OperatorInfo], Verdict], ...]] = {
-    "CONV_2D": (_limit_dilation,),
-    "DEPTHWISE_CONV_2D": (_limit_dilation,),
-    "FULLY_CONNECTED": (_limit_fully_connected,),
-    "CONCATENATION": (_limit_concatenation,),
-    "MEAN": (_limit_mean,),
-    "PAD": (_limit_batch_axis,),
-    "SPLIT": (_limit_batch_axis,),
-    "PACK": (_limit_batch_axis,),
-    "REDUCE_MAX": (_limit_batch_axis,),
-    "REDUCE_MIN": (_limit_batch_axis,),
-    "SUM": (_limit_batch_axis,),
-    "PRELU": (_limit_prelu,),
-    "RESIZE_BILINEAR": (_limit_resize,),
-    "RESIZE_NEAREST_NEIGHBOR": (_limit_resize,),
-    "SOFTMAX": (_limit_softmax,),
-    "SQUEEZE": (_limit_squeeze,),
-    "STRIDED_SLICE": (_limit_strided_slice,),
-}
-
 # --- warnings: limits the compiler does not document ----------------------------------------
 # Each is a public data point, not a rule: the op is still predicted to map.
 
@@ -540,24 +577,77 @@ def _warn_nearest_half_pixel(model: TfliteModel, op: OperatorInfo) -> str:
     return ""
 
 
-def _warn_size_unknown(model: TfliteModel, op: OperatorInfo) -> str:
-    # yolov5s at 224 px (../shared/edgetpu/logs): one of 3 TRANSPOSE, 1 of 18 CONCATENATION,
-    # 1 of 6 RESHAPE not mapped for an "unspecified limitation"; the sizes are not published.
-    # The yolov5s head transposes 28x28, 14x14 and 7x7 grids of 3x85 values (199920, 49980,
-    # 12495 elements; inferred from the architecture, the file is not published).
-    largest = max((_elements(t.shape) for t in _activations(model, op)), default=0)
-    if largest > 49980:
-        return (f"{op.name} on {largest} elements: the compiler has left large {op.name} ops "
-                f"on the CPU for limits it does not document (yolov5s compiler log)")
+def _largest_activation(model: TfliteModel, op: OperatorInfo) -> int:
+    return max((_elements(t.shape) for t in _activations(model, op)), default=0)
+
+
+def _resize_size(model: TfliteModel, op: OperatorInfo) -> tuple[int, float]:
+    """(output elements, largest per-axis upscale factor) of a RESIZE op."""
+    src, dst = model.tensor(op.inputs[0]).shape, model.tensor(op.outputs[0]).shape
+    factor = max(dst[1] / max(src[1], 1), dst[2] / max(src[2], 1))
+    return _elements(dst), factor
+
+
+def _limit_data_movement(model: TfliteModel, op: OperatorInfo) -> Verdict:
+    """TRANSPOSE / RESHAPE on a large tensor: left on the CPU by compiler 16."""
+    size, limit = _largest_activation(model, op), SIZE_LIMITS[op.name]
+    if size >= limit.cpu:
+        return UNSPECIFIED, (
+            f"{op.name} on {size} elements: compiler 16 leaves {op.name} from {limit.cpu} "
+            f"elements on the CPU ({limit.cpu_seen})")
+    return None
+
+
+def _warn_data_movement(model: TfliteModel, op: OperatorInfo) -> str:
+    size, limit = _largest_activation(model, op), SIZE_LIMITS[op.name]
+    if size > limit.mapped:
+        return (f"{op.name} on {size} elements: between the largest seen mapped "
+                f"({limit.mapped}, {limit.mapped_seen}) and the smallest seen on the CPU "
+                f"({limit.cpu}); the data cannot decide")
     return ""
 
+
+def _warn_resize_bilinear(model: TfliteModel, op: OperatorInfo) -> str:
+    size, factor = _resize_size(model, op)
+    limit = SIZE_LIMITS["RESIZE_BILINEAR"]
+    if size > limit.mapped or factor > RESIZE_MAPPED_FACTOR:
+        return (f"bilinear resize by {factor:g}x to {size} elements: beyond the largest seen "
+                f"mapped ({limit.mapped} elements, {RESIZE_MAPPED_FACTOR}x; "
+                f"{limit.mapped_seen}); the data cannot decide")
+    return ""
+
+
+# Op-specific "known limitations" from the supported-op table that a static check can see.
+_LIMITS: dict[str, tuple[Callable[[TfliteModel, OperatorInfo], Verdict], ...]] = {
+    "CONV_2D": (_limit_dilation,),
+    "DEPTHWISE_CONV_2D": (_limit_dilation,),
+    "FULLY_CONNECTED": (_limit_fully_connected,),
+    "CONCATENATION": (_limit_concatenation,),
+    "MEAN": (_limit_mean,),
+    "PAD": (_limit_batch_axis,),
+    "SPLIT": (_limit_batch_axis,),
+    "PACK": (_limit_batch_axis,),
+    "REDUCE_MAX": (_limit_batch_axis,),
+    "REDUCE_MIN": (_limit_batch_axis,),
+    "SUM": (_limit_batch_axis,),
+    "PRELU": (_limit_prelu,),
+    "RESIZE_BILINEAR": (_limit_resize,),
+    "RESIZE_NEAREST_NEIGHBOR": (_limit_resize,),
+    "RESHAPE": (_limit_data_movement,),
+    "SOFTMAX": (_limit_softmax,),
+    "SQUEEZE": (_limit_squeeze,),
+    "STRIDED_SLICE": (_limit_strided_slice,),
+    "TRANSPOSE": (_limit_data_movement,),
+}
 
 _WARNINGS: dict[str, Callable[[TfliteModel, OperatorInfo], str]] = {
     "MEAN": _warn_mean,
     "LSTM": _warn_lstm,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": _warn_lstm,
     "RESIZE_NEAREST_NEIGHBOR": _warn_nearest_half_pixel,
-    "TRANSPOSE": _warn_size_unknown,
+    "RESIZE_BILINEAR": _warn_resize_bilinear,
+    "TRANSPOSE": _warn_data_movement,
+    "RESHAPE": _warn_data_movement,
 }
 
 
