@@ -796,6 +796,69 @@ def disagreements(report: CheckReport, placement: list[bool]) -> list[OpCheck]:
     return [op for op, tpu in zip(report.ops, placement) if op.mapped != tpu]
 
 
+@dataclass(frozen=True)
+class SizeObservation:
+    """Where the compiler put one op that a SIZE_LIMITS row governs, and its size."""
+
+    index: int
+    op: str
+    size: int  # as SizeLimit counts it
+    factor: float  # RESIZE_BILINEAR: largest per-axis upscale; 1 for the others
+    mapped: bool
+    own: bool  # on the CPU with every input from the Edge TPU or the model's inputs: its own limit
+    shapes: str
+
+
+def size_observations(model: TfliteModel, placement: list[bool]) -> list[SizeObservation]:
+    """The evidence a real compiled file gives for SIZE_LIMITS (mapped ops, and CPU ops that
+    the compiler left there on their own rather than after a CPU op)."""
+    producer = {t: op.index for op in model.operators for t in op.outputs if t >= 0}
+    found = []
+    for op, tpu in zip(model.operators, placement):
+        if op.name not in SIZE_LIMITS:
+            continue
+        inputs = [i for i in op.inputs if i >= 0 and not model.tensor(i).is_constant]
+        own = not tpu and all(i not in producer or placement[producer[i]] for i in inputs)
+        if op.name == "RESIZE_BILINEAR":
+            size, factor = _resize_size(model, op)
+        else:
+            size, factor = _largest_activation(model, op), 1.0
+        shapes = (f"{list(model.tensor(inputs[0]).shape) if inputs else []} -> "
+                  f"{list(model.tensor(op.outputs[0]).shape)}")
+        found.append(SizeObservation(op.index, op.name, size, factor, tpu, own, shapes))
+    return found
+
+
+def edgetpu_package(raw: bytes) -> dict[str, int | str] | None:
+    """What the compiler wrote about itself in the edgetpu-custom-op's executable package.
+
+    The custom options hold a DarwiNN `Package` flatbuffer (file identifier DWN1, schema in
+    google-coral/libedgetpu executable/executable.fbs) behind a short header: field 0 is
+    min_runtime_version, field 4 compiler_version. Compiler 16 writes an empty compiler
+    version ("cl/"), so the runtime version is the only hint inside the file.
+    """
+    from flatbuffers import encode, number_types
+    from flatbuffers.table import Table
+
+    from yolo_tpu.tflite_file import custom_payloads
+    payloads = custom_payloads(raw)
+    if not payloads:
+        return None
+    data = payloads[0][1]
+    start = data.find(b"DWN1") - 4
+    if start < 0:
+        return None
+    buf = bytearray(data[start:])
+    table = Table(buf, encode.Get(number_types.UOffsetTFlags.packer_type, buf, 0))
+    runtime = table.Offset(4)
+    version = table.Offset(12)
+    return {
+        "min_runtime_version": table.Get(number_types.Int32Flags, table.Pos + runtime)
+        if runtime else 0,
+        "compiler_version": table.String(table.Pos + version).decode() if version else "",
+    }
+
+
 # --- output -------------------------------------------------------------------------------
 
 
