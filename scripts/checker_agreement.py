@@ -45,7 +45,9 @@ def pairs_in_dir(root: Path) -> list[Pair]:
     for compiled in sorted(root.rglob(f"*{SUFFIX}")):
         model = compiled.with_name(compiled.name[: -len(SUFFIX)] + ".tflite")
         if model.exists():
-            found.append(Pair(str(model.relative_to(root)), str(root), model.read_bytes(),
+            source = (os.path.relpath(root.resolve(), ROOT) if root.resolve().is_relative_to(ROOT)
+                      else str(root))
+            found.append(Pair(str(model.relative_to(root)), source, model.read_bytes(),
                               compiled.read_bytes()))
     return found
 

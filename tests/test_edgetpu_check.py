@@ -183,9 +183,11 @@ def test_keras_upsampling_is_caught_as_tile_and_rank(models: dict[str, Path]) ->
         ("CONV_2D", ec.MAPPED),
         ("MAX_POOL_2D", ec.MAPPED),
         ("RESHAPE", ec.RANK),  # -> [1, 16, 1, 16, 8]: 16 outside the 3 innermost dims
-        ("TILE", ec.NOT_SUPPORTED),
+        # compiler 16 maps TILE v1 (deeplab pair), but TF 2.21 writes v3 (runtime 2.8.0),
+        # which it cannot parse
+        ("TILE", ec.VERSION),
         ("RESHAPE", ec.RANK),
-        ("TILE", ec.NOT_SUPPORTED),
+        ("TILE", ec.VERSION),
         ("RESHAPE", ec.RANK),
         ("CONCATENATION", ec.SUBGRAPH),
         ("QUANTIZE", ec.SUBGRAPH),
