@@ -41,6 +41,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "dynamic": tb.quantize_int8(tb.small_conv_model(batch_size=None)),
         "float_io": tb.quantize_int8(tb.small_conv_model(), io_type="float32"),
         "branches": tb.quantize_int8(tb.two_branch_model()),
+        "sizes": tb.quantize_int8(tb.size_limits_model()),
     }
     paths = {}
     for name, data in built.items():
@@ -194,6 +195,37 @@ def test_keras_upsampling_is_caught_as_tile_and_rank(models: dict[str, Path]) ->
     ]
     assert "[1, 16, 1, 16, 8]" in report.ops[3].reason
     assert report.tpu_count == 3 and not report.all_mapped
+
+
+def test_size_limits_from_real_compiler_output(models: dict[str, Path], capsys) -> None:
+    # Each side of SIZE_LIMITS (fitted in test_edgetpu_real to the pairs): mapped below the
+    # largest size seen mapped, a warning between, the CPU from the smallest seen on the CPU.
+    report = ec.check(models["sizes"])
+    model = tm.read_model(models["sizes"])
+
+    sizes = ec.size_observations(model, [True] * len(model.operators))
+
+    def of(name: str) -> dict[int, ec.OpCheck]:
+        return {o.size: report.ops[o.index] for o in sizes if o.op == name}
+
+    transposes = of("TRANSPOSE")
+    assert sorted(transposes) == [82944, 147456, 230400]
+    assert transposes[82944].status == ec.MAPPED and not transposes[82944].warning
+    assert transposes[147456].status == ec.MAPPED
+    assert "the data cannot decide" in transposes[147456].warning
+    assert transposes[230400].status == ec.UNSPECIFIED
+    assert "230400 elements" in transposes[230400].reason
+    resizes = of("RESIZE_BILINEAR")
+    assert sorted(resizes) == [55296, 82764, 278784]
+    assert resizes[55296].status == ec.MAPPED and not resizes[55296].warning
+    assert resizes[82764].status == ec.MAPPED and "2x to 82764" in resizes[82764].warning
+    assert resizes[278784].status == ec.UNSPECIFIED and "33x" in resizes[278784].reason
+    # the op after each CPU op (its output QUANTIZE) follows it; other branches stay mapped
+    assert Counter(op.status for op in report.ops)[ec.SUBGRAPH] == 2
+    code, out, _ = run_cli(capsys, str(models["sizes"]))
+    assert code == 1
+    assert "near a limit the compiler does not document" in out
+    assert "TRANSPOSE on 147456 elements" in out
 
 
 def test_float_model_is_an_unsupported_data_type(models: dict[str, Path], capsys) -> None:
