@@ -105,10 +105,11 @@ def test_size_limits_fit_the_real_outputs() -> None:
             assert o.size >= limit.cpu, (name, o)
             if name == "RESIZE_BILINEAR":
                 assert o.factor > ec.RESIZE_MAPPED_FACTOR
-        if name != "RESHAPE":  # RESHAPE on the CPU on its own: only the yolov8n log says so
-            assert min(o.size for o in own_cpu) == limit.cpu or name == "TRANSPOSE"
-    transposes = [o for o in seen["TRANSPOSE"] if o.own]
-    assert min(o.size for o in transposes) == 230400  # [1, 40, 40, 144] in yolov8n at 640
+    # the smallest sizes seen on the CPU are the limits, but for RESHAPE (only the yolov8n
+    # log says so) and TRANSPOSE (104000 comes from a pair not committed, see SIZE_LIMITS)
+    assert min(o.size for o in seen["RESIZE_BILINEAR"] if o.own) == 278784
+    assert min(o.size for o in seen["TRANSPOSE"] if o.own) == 230400  # yolov8n at 640
+    assert not [o for o in seen["RESHAPE"] if o.own]
 
 
 def test_what_the_new_pairs_show() -> None:

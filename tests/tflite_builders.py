@@ -172,8 +172,8 @@ def reorder_ops(tflite: bytes, order: list[int]) -> bytes:
 def size_limits_model() -> Any:
     """TRANSPOSE and RESIZE_BILINEAR on either side of edgetpu_check.SIZE_LIMITS, one branch each.
 
-    On a 40x40x144 input: the NHWC -> NCHW transpose of a 24x24, 32x32 and 40x40 crop
-    (82944, 147456 and 230400 elements), and bilinear resizes 24x24x24 -> 48x48 (2x, 55296),
+    On a 40x40x144 input: the NHWC -> NCHW transpose of a 24x24, 26x26 and 40x40 crop
+    (82944, 97344 and 230400 elements), and bilinear resizes 24x24x24 -> 48x48 (2x, 55296),
     33x33x19 -> 66x66 (2x, 82764) and 1x1x256 -> 33x33 (33x, 278784); each branch is a model
     output.
     """
@@ -193,7 +193,7 @@ def size_limits_model() -> Any:
 
     x = keras.Input((40, 40, 144), batch_size=1)
     a = L.Conv2D(144, 1, activation="relu")(x)
-    outs = [L.Permute((3, 1, 2))(L.Cropping2D((40 - n) // 2)(a)) for n in (24, 32, 40)]
+    outs = [L.Permute((3, 1, 2))(L.Cropping2D((40 - n) // 2)(a)) for n in (24, 26, 40)]
     small = L.Conv2D(24, 1, activation="relu")(L.Cropping2D(8)(x))
     mid = L.Conv2D(19, 1, activation="relu")(L.Cropping2D(((4, 3), (4, 3)))(x))
     pooled = L.Conv2D(256, 1, activation="relu")(L.GlobalAveragePooling2D(keepdims=True)(x))
