@@ -11,9 +11,11 @@ Per call:
 2. high-score detections are matched to tracked and lost tracks by IoU (Hungarian
    assignment, scipy's `linear_sum_assignment`), the cost weighted by the score;
 3. low-score detections (ByteTrack's insight: an occluded object scores low) are matched
-   to the tracks still unmatched that were seen last frame;
-4. tentative tracks (one sighting) take what high-score detections are left; unmatched
-   high-score detections start tentative tracks, confirmed on their second sighting.
+   to the confirmed tracks still unmatched;
+4. tentative tracks take what detections are left; the detections still unmatched start
+   tentative tracks, confirmed (given an id) on their `confirm_hits`-th sighting in a row:
+   a false positive rarely appears twice in the same place, an object does.
+`tracks()` gives the confirmed tracks themselves (filtered boxes, short gaps bridged).
 
 The filter's noise follows ByteTrack (std proportional to the box height) in units of one
 frame at `frame_rate`, so a step of dt seconds is dt * frame_rate such frames. State is
@@ -39,13 +41,16 @@ TENTATIVE, TRACKED, LOST = 0, 1, 2
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """ByteTrack's knobs (defaults close to the paper's, for a detector thresholded at 0.25)."""
-    high_score: float = 0.5        # detections at or above it: first association, new tracks
-    new_track_score: float = 0.6   # a track is started only by a detection this confident
-    match_iou: float = 0.2         # first association: at least this IoU (score-weighted)
-    low_match_iou: float = 0.5     # second association (low scores): at least this IoU
+    """The association's knobs. Defaults chosen on scripts/benchmark_tracking.py (the two
+    TUD sequences with simulated detector errors): see the README's tracking table."""
+    high_score: float = 0.5        # detections at or above it: the first association
+    new_track_score: float = 0.25  # a (tentative) track is started by a detection this confident
+    confirm_hits: int = 2          # ... and confirmed (given an id) on this many sightings in a row
+    match_iou: float = 0.3         # first association: at least this IoU (score-weighted)
+    low_match_iou: float = 0.3     # second association (low scores): at least this IoU
     tentative_iou: float = 0.3     # tentative tracks: at least this IoU
     lost_s: float = 1.0            # a track unseen this long (seconds) is ended
+    coast_s: float = 0.2           # `tracks()`: a missed track is still reported this long
 
 
 # ---------------------------------------------------------------- numba kernels
@@ -164,7 +169,10 @@ class Tracker:
         self.cov = np.zeros((0, 8, 8))
         self.ids = np.zeros(0, np.int64)
         self.state = np.zeros(0, np.int8)
+        self.hits = np.zeros(0, np.int64)     # sightings (a tentative track's run)
         self.last_seen = np.zeros(0)          # time of the last match, seconds
+        self.last_box = np.zeros((0, 4))      # the box of the last match
+        self.last_score = np.zeros(0)
         self.votes: list[Counter] = []        # per track: class id -> summed score
         self._next_id = 1
         self._t: float | None = None
@@ -210,14 +218,16 @@ class Tracker:
                 if iou[pool[r], high[c]] >= cfg.match_iou:
                     pairs.append((pool[r], high[c]))
             self._mark(pairs, matched_track, matched_det)
-            # 2. tracks seen last frame, still unmatched <- low-score detections
-            pool = np.flatnonzero((self.state == TRACKED) & ~matched_track)
+            # 2. confirmed tracks still unmatched <- low-score detections
+            pool = np.flatnonzero((self.state != TENTATIVE) & ~matched_track)
             new = [(pool[r], low[c]) for r, c in
                    _assign(iou[np.ix_(pool, low)], cfg.low_match_iou)]
-            # 3. tentative tracks <- high-score detections left
-            left = high[~matched_det[high]]
+            self._mark(new, matched_track, matched_det)
+            pairs += new
+            # 3. tentative tracks <- the detections left
+            left = np.flatnonzero(~matched_det)
             pool = np.flatnonzero(self.state == TENTATIVE)
-            new += [(pool[r], left[c]) for r, c in
+            new = [(pool[r], left[c]) for r, c in
                     _assign(iou[np.ix_(pool, left)], cfg.tentative_iou)]
             self._mark(new, matched_track, matched_det)
             pairs += new
@@ -227,13 +237,19 @@ class Tracker:
             _update(self.mean, self.cov, rows, _xyxy_to_z(xyxy[dets]))
             for r, d in zip(rows.tolist(), dets.tolist()):
                 self.votes[r][int(detections.class_ids[d])] += float(scores[d])
+            pairs_rows, pairs_dets = rows, dets
+            self.hits[rows] += 1
+            promoted = (self.state[rows] != TENTATIVE) | (self.hits[rows] >= cfg.confirm_hits)
+            rows, dets = rows[promoted], dets[promoted]
             self.state[rows] = TRACKED
-            self.last_seen[rows] = t
+            self.last_seen[pairs_rows] = t
+            self.last_box[pairs_rows] = xyxy[pairs_dets]
+            self.last_score[pairs_rows] = scores[pairs_dets]
             unnamed = rows[self.ids[rows] < 0]  # tentative, seen again: confirmed, named
             self.ids[unnamed] = self._new_ids(unnamed.size)
             out_ids[dets] = self.ids[rows]
         # tracks not matched: tentative ones die, tracked ones are lost, old lost ones end
-        was_tentative = self.state == TENTATIVE
+        was_tentative = self.state == TENTATIVE  # matched tentative ones too: not named yet
         unmatched = ~matched_track
         first = self._calls == 1
         keep = ~(unmatched & was_tentative) & (t - self.last_seen <= cfg.lost_s)
@@ -243,11 +259,26 @@ class Tracker:
         # new tracks from confident detections no track took
         fresh = np.flatnonzero(~matched_det & (scores >= cfg.new_track_score))
         if fresh.size:
-            self._start(xyxy[fresh], detections.class_ids[fresh], scores[fresh], t,
-                        TRACKED if first else TENTATIVE)
-            if first:
-                out_ids[fresh] = self.ids[-fresh.size:]
+            # the first frame has no history: its confident detections are tracks at once
+            now = (scores[fresh] >= cfg.high_score) & first
+            self._start(xyxy[fresh], detections.class_ids[fresh], scores[fresh], t, now)
+            out_ids[fresh[now]] = self.ids[-fresh.size:][now]
         return detections.with_tracker_ids(out_ids)
+
+    def tracks(self, coast_s: float | None = None) -> Detections:
+        """The confirmed tracks now, at the boxes their filters estimate: those seen in the
+        last update, and those missed for at most `coast_s` seconds (default
+        `config.coast_s`: a detection dropped for a few frames), with the score of their
+        last detection and the class they were seen as most. This is how norfair reports
+        its objects; `update` gives ids to the detections themselves, as ByteTrack does."""
+        coast = self.config.coast_s if coast_s is None else coast_s
+        t = self._t if self._t is not None else 0.0
+        age = t - self.last_seen
+        rows = np.flatnonzero((self.ids >= 0) & (age <= coast))
+        boxes = _boxes(self.mean[rows])
+        classes = np.array([self.votes[r].most_common(1)[0][0] for r in rows.tolist()],
+                           np.int32)
+        return Detections(boxes, self.last_score[rows], classes, (), self.ids[rows])
 
     # -- bookkeeping
 
@@ -267,11 +298,12 @@ class Tracker:
             return
         self.mean, self.cov = self.mean[keep], self.cov[keep]
         self.ids, self.state = self.ids[keep], self.state[keep]
-        self.last_seen = self.last_seen[keep]
+        self.last_seen, self.hits = self.last_seen[keep], self.hits[keep]
+        self.last_box, self.last_score = self.last_box[keep], self.last_score[keep]
         self.votes = [v for v, k in zip(self.votes, keep.tolist()) if k]
 
     def _start(self, xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, t: float,
-               state: int) -> None:
+               confirmed: np.ndarray) -> None:
         k = xyxy.shape[0]
         z = _xyxy_to_z(xyxy)
         mean = np.zeros((k, 8))
@@ -282,11 +314,16 @@ class Tracker:
                                  10 * _STD_VEL, 10 * _STD_VEL, 10 * _STD_VEL, 10 * _STD_VEL)):
             cov[:, j, j] = (std * h) ** 2
         # a tentative track is named when confirmed: ids count confirmed tracks only
-        ids = self._new_ids(k) if state == TRACKED else np.full(k, -1, np.int64)
+        ids = np.full(k, -1, np.int64)
+        ids[confirmed] = self._new_ids(int(confirmed.sum()))
         self.mean = np.concatenate([self.mean, mean])
         self.cov = np.concatenate([self.cov, cov])
         self.ids = np.concatenate([self.ids, ids])
-        self.state = np.concatenate([self.state, np.full(k, state, np.int8)])
+        self.state = np.concatenate([self.state, np.where(confirmed, TRACKED, TENTATIVE)
+                                     .astype(np.int8)])
+        self.hits = np.concatenate([self.hits, np.ones(k, np.int64)])
         self.last_seen = np.concatenate([self.last_seen, np.full(k, t)])
+        self.last_box = np.concatenate([self.last_box, xyxy])
+        self.last_score = np.concatenate([self.last_score, scores])
         self.votes += [Counter({int(c): float(s)}) for c, s in zip(class_ids.tolist(),
                                                                     scores.tolist())]
