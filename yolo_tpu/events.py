@@ -169,8 +169,25 @@ def counts_text(counts: dict[str, Any] | None) -> str:
     for name, c in counts.get("zones", {}).items():
         parts.append(f"{name} {sum(c['entered'].values())} entered"
                      + (f" ({_per_class(c['entered'])})" if c["entered"] else "")
-                     + f", {sum(c['occupancy'].values())} in")
+                     + (f", {sum(c['occupancy'].values())} in" if "occupancy" in c else ""))
     return "; ".join(parts)
+
+
+def sum_counts(many: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of several videos added up per line, zone and class (crossings and
+    entries; occupancy is a moment's figure, so it is left out of a total)."""
+    from collections import Counter
+    lines: dict[str, dict[str, Counter]] = {}
+    zones: dict[str, Counter] = {}
+    for counts in many:
+        for name, c in counts.get("lines", {}).items():
+            for d in ("in", "out"):
+                lines.setdefault(name, {"in": Counter(), "out": Counter()})[d].update(c[d])
+        for name, c in counts.get("zones", {}).items():
+            zones.setdefault(name, Counter()).update(c["entered"])
+    return {"lines": {n: {d: dict(sorted(c.items())) for d, c in v.items()}
+                      for n, v in lines.items()},
+            "zones": {n: {"entered": dict(sorted(c.items()))} for n, c in zones.items()}}
 
 
 def _per_class(counter: dict[str, int]) -> str:
