@@ -85,7 +85,7 @@ def parse_url(url: str, env: dict[str, str] | None = None) -> MqttTarget:
     if not parts.hostname:
         raise MqttError(f"--mqtt {safe}: no host")
     prefix = parts.path.strip("/")
-    if not prefix or any(c in prefix for c in "#+") or "//" in prefix:
+    if not prefix or parts.fragment or "#" in url or "+" in prefix or "//" in prefix:
         raise MqttError(f"--mqtt {safe}: give a topic prefix without # or +, e.g. "
                         "mqtt://broker/yolo_tpu/door")
     query = parse_qs(parts.query, keep_blank_values=True)
