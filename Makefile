@@ -18,6 +18,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[convert,test]'
+	# norfair (a peer in scripts/benchmark_tracking.py) pins rich<13, trackers needs >=13:
+	# norfair only prints with rich, so it goes in without its pins
+	$(PY) -m pip install --quiet filterpy && $(PY) -m pip install --quiet --no-deps 'norfair>=2.1'
 	touch $(STAMP)
 
 venv: $(STAMP)

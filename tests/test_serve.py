@@ -541,3 +541,34 @@ def test_page_in_a_real_browser(tiny_int8_model, dog_clip, browser, tmp_path):
         status, err = cli.finish(signal.SIGINT)
     assert status == 130, err
     assert_no_traceback(err)
+
+
+def test_track_ids_and_counts_in_a_real_browser(tiny_int8_model, browser, tmp_path):
+    """--track --line: the detection list shows each detection's track id and the page's
+    counts reach the line's exact counts (two people walk across it, one each way)."""
+    pytest.importorskip("scipy", reason="pip install '.[track]'")
+    from playwright.sync_api import expect
+    from test_counting import EXPECTED, LINE, walkers
+    clip = tmp_path / "walk.mp4"
+    write_video(clip, walkers(), fps=20)
+    with served(tiny_int8_model, "--video", clip.name, "--conf", "0.5", "--track",
+                "--line", LINE, cwd=tmp_path) as cli:
+        page = browser.new_page(viewport={"width": 1000, "height": 620})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.goto(cli.url, wait_until="domcontentloaded")
+        expect(page.locator("#detections .track", has_text=re.compile(r"^#\d+$")).first) \
+            .to_be_visible(timeout=CLI_TIMEOUT * 1000)
+        expect(page.locator("#counts-section")).to_be_visible()
+        door = EXPECTED["lines"]["door"]
+        for direction in ("in", "out"):
+            n = door[direction]["person"]
+            expect(page.locator(f'#counts dd[data-count="door {direction}"]')) \
+                .to_have_text(f"{n} (person {n})", timeout=CLI_TIMEOUT * 1000)
+        assert problems == []
+        page.close()
+        status, err = cli.finish(signal.SIGINT)
+    assert status == 130, err
+    assert "counts: door in 2 (person 2) out 2 (person 2)" in err
+    assert_no_traceback(err)

@@ -46,7 +46,7 @@ from .text import counted
 log = logging.getLogger("yolo_tpu")
 SUMMARY = "summary.json"
 # What the outputs depend on; --device and --save-video do not change the detections.
-SETTINGS_KEYS = ("model_sha256", "conf", "iou", "max_det", "every")
+SETTINGS_KEYS = ("model_sha256", "conf", "iou", "max_det", "every", "track")
 
 
 @dataclass
@@ -57,6 +57,12 @@ class Job:
     out_dir: str
     save_video: bool
     record: dict[str, Any] = field(default_factory=dict)
+    track: bool = False             # --track / --zone / --line: track ids, counts
+    regions: tuple = ()             # zones.Region: counts, and DIR/<name>.events.jsonl
+
+    @property
+    def events_path(self) -> str:
+        return os.path.join(self.out_dir, self.stem + ".events.jsonl")
 
     @property
     def json_path(self) -> str:
@@ -67,7 +73,8 @@ class Job:
         return os.path.join(self.out_dir, self.stem + ".mp4")
 
     def outputs(self) -> list[str]:
-        return [self.json_path] + ([self.video_path] if self.save_video else [])
+        return [self.json_path] + ([self.video_path] if self.save_video else []) \
+            + ([self.events_path] if self.regions else [])
 
     @property
     def settings_path(self) -> str:
@@ -89,17 +96,24 @@ def file_sha256(path: str) -> str | None:
 
 
 def settings_for(model: str, conf: float, iou: float, max_det: int,
-                 every: int) -> dict[str, Any]:
+                 every: int, track: list[str] | None = None) -> dict[str, Any]:
     """What an input's outputs depend on; `model` may list segments, comma-separated."""
     digests = [file_sha256(p) for p in str(model).split(",")]
     sha = digests[0] if len(digests) == 1 else \
         None if None in digests else hashlib.sha256("".join(digests).encode()).hexdigest()
     return {"model": model, "model_sha256": sha, "conf": conf, "iou": iou,
-            "max_det": max_det, "every": every}
+            "max_det": max_det, "every": every, "track": track}
+
+
+def track_settings(track: bool, regions: Any) -> list[str] | None:
+    """What tracking the outputs were made with: None (off), or the --zone/--line specs."""
+    return [f"{r.kind} {r.spec}" for r in regions] if track else None
 
 
 def current_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return settings_for(args.model, args.conf, args.iou, args.max_det, args.every)
+    from .track_cli import regions, tracking_wanted
+    return settings_for(args.model, args.conf, args.iou, args.max_det, args.every,
+                        track_settings(tracking_wanted(args), regions(args)))
 
 
 def recorded_settings(job: Job) -> dict[str, Any] | None:
@@ -176,7 +190,8 @@ def _duration(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def plan(sources: list[str], out_dir: str, save_video: bool) -> list[Job]:
+def plan(sources: list[str], out_dir: str, save_video: bool, track: bool = False,
+         regions: tuple = ()) -> list[Job]:
     """Output names by file name; a name met again gets `_2`, `_3`, ... in input order, so
     the same command line maps every input to the same outputs on `--resume`."""
     jobs, taken = [], set()
@@ -187,7 +202,7 @@ def plan(sources: list[str], out_dir: str, save_video: bool) -> list[Job]:
             n += 1
             stem = f"{base}_{n}"
         taken.add(stem)
-        jobs.append(Job(src, stem, out_dir, save_video))
+        jobs.append(Job(src, stem, out_dir, save_video, track=track, regions=tuple(regions)))
     return jobs
 
 
@@ -219,7 +234,7 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
     from .stream import damage, run as run_loop
     # Recorded from the detector that makes the outputs, whoever calls (a cluster worker too)
     settings = settings_for(detector.model_path, detector.conf, detector.iou,
-                            detector.max_det, every)
+                            detector.max_det, every, track_settings(job.track, job.regions))
     record: dict[str, Any] = {"input": job.source, "outputs": job.outputs(), "status": "ok",
                               "error": None, "settings": settings}
     try:
@@ -232,6 +247,12 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
         return {**record, "status": "failed", "error": str(e), "frames": 0}
     remove_partials(job)
     results = [JsonLines(job.json_path, job.source, atomic=True, tag=tag)]
+    analysis = None
+    if job.track:  # by time stamps: --every N is a longer step, not a lost object
+        from .events import Analysis, EventsFile
+        sinks = [EventsFile(job.events_path, atomic=True, tag=tag)] if job.regions else []
+        analysis = Analysis(job.source, source.fps if source.sane_fps else 30.0,
+                            list(job.regions), sinks)
     images = [VideoFile(job.video_path, source.write_fps / every, tag)] if job.save_video \
         else []
     expected = -(-source.frame_count // every)  # frames the model will see; 0: unknown
@@ -249,7 +270,7 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
 
     try:
         stats = run_loop(detector, source, results, images, stop=stop, every=every,
-                         on_frame=on_frame)
+                         on_frame=on_frame, analysis=analysis)
     finally:
         bar.close()
         source.close()
@@ -258,6 +279,8 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
     complete = not stop.is_set()
     for sink in results + images:
         sink.close(complete=complete)
+    if analysis is not None:
+        analysis.close(complete)
     if complete:
         write_settings(job, settings)
     record.update(stats.to_dict())
@@ -305,6 +328,9 @@ def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Na
                "not_found": [str(e) for e in missing or []],
                "frames": sum(r.get("frames") or 0 for r in done),
                "detections": dict(sorted(totals.items())), "videos": done}
+    if any(r.get("counts") for r in done):
+        from .events import sum_counts
+        summary["counts"] = sum_counts([r["counts"] for r in done if r.get("counts")])
     path = os.path.join(out_dir, SUMMARY)
     tmp = os.path.join(out_dir, f".summary{PARTIAL}.json")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -315,8 +341,12 @@ def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Na
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    """file | frames | FPS | detections per class (most frequent first) | status."""
-    rows = [("file", "frames", "FPS", "detections", "status")]
+    """file | frames | FPS | detections per class (most frequent first) | status, and
+    with --zone / --line the counts per line and zone."""
+    from .events import counts_text
+    with_counts = any(r and r.get("counts") for r in records)
+    rows = [("file", "frames", "FPS", "detections", "status")
+            + (("counts",) if with_counts else ())]
     for r in records:
         if not r:
             continue
@@ -327,9 +357,10 @@ def table(records: list[dict[str, Any]]) -> str:
         fps = f"{r['fps']:.1f}" if r.get("fps") else "-"
         status = r["status"] + (" (earlier run)" if r.get("resumed") else "")
         rows.append((os.path.basename(r["input"]), str(r.get("frames", 0)), fps,
-                     top or "-", status))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) if i in (0, 3, 4) else c.rjust(w)
+                     top or "-", status)
+                    + ((counts_text(r.get("counts")) or "-",) if with_counts else ()))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i in (0, 3, 4, 5) else c.rjust(w)
                                for i, (c, w) in enumerate(zip(row, widths))).rstrip()
                      for row in rows)
 
@@ -355,6 +386,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="when stderr is not a terminal (no progress bars): a progress line "
                         "this often (default 10)")
     add_model_args(p, "frame")
+    from .track_cli import add_tracking_args
+    add_tracking_args(p, batch=True)
     p.add_argument("--devices", metavar="DEV,DEV,...",
                    help="one worker per device on this machine, each with its own copy of "
                         "the model, taking the next video when free (e.g. usb:0,usb:1 or "
@@ -377,6 +410,10 @@ def run(args: argparse.Namespace) -> int:
     devices = [d.strip() for d in args.devices.split(",")] if args.devices else [args.device]
     if not all(device_ok(d) for d in devices):
         return 2
+    from .track_cli import check_tracking, regions, tracking_wanted
+    if problem := check_tracking(args):
+        _error(problem)
+        return 2
     sources, missing = expand_video_args(args.inputs)
     for e in missing:
         _error(str(e))
@@ -387,7 +424,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         _error(f"--out {args.out}: {e.strerror or e}")
         return 2
-    jobs = plan(sources, args.out, args.save_video)
+    jobs = plan(sources, args.out, args.save_video, tracking_wanted(args), tuple(regions(args)))
     inputs = {os.path.realpath(s) for s in sources}
     for job in jobs:  # --out the inputs' folder: clip.mp4 would replace the source clip.mp4
         if any(os.path.realpath(p) in inputs for p in job.outputs()):

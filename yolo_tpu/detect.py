@@ -244,6 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="video file: deliver frames at the file's frame rate, as a camera "
                         "would (default: on with --serve, so it can be watched)")
+    from .track_cli import add_tracking_args
+    add_tracking_args(p)
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
     return p.parse_args(argv)
 
@@ -374,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image is None:
         return run_stream(args)
     for flag in ("show", "cam_size", "cam_fps", "max_frames", "serve", "serve_token",
-                 "realtime"):
+                 "realtime", "track", "zone", "line", "events", "mqtt"):
         if getattr(args, flag):
             _error(f"--{flag.replace('_', '-')} applies to --video, --cam and --source only")
             return 2
@@ -530,6 +532,10 @@ def run_stream(args: argparse.Namespace) -> int:
     if args.serve_token is not None and not args.serve:
         _error("--serve-token applies to --serve only")
         return 2
+    from .track_cli import check_tracking
+    if problem := check_tracking(args):
+        _error(problem)
+        return 2
     server = _open_server(args, spec.name) if args.serve else None  # before the model
     if args.serve and server is None:
         return 2
@@ -584,20 +590,26 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
         f"{source.frame_count or 'unknown number of'} frames"
     log.info("%s: %dx%d, %s FPS, %s", spec.name, w, h,
              f"{source.fps:.2f}" if source.sane_fps else "unknown", kind)
-    results, images = [], []
+    results, images, event_sinks = [], [], []
     try:
         if args.show:  # first: the one that can fail, before any file is created
             images.append(Window(f"yolo_tpu: {spec.name}"))
+        event_sinks = _event_sinks(args, spec.name)
         if args.json:
             results.append(JsonLines(args.json, spec.name))
         if save:
             images.append(VideoFile(save, source.write_fps, timed=source.live))
     except SinkError as e:
         _error(str(e))
-        for sink in results + images:
+        for sink in results + images + event_sinks:
             sink.close(complete=False)
         source.close()
         return 2
+    from .track_cli import make_analysis
+    analysis = make_analysis(args, spec.name, source.fps if source.sane_fps else 30.0,
+                             event_sinks)
+    if view is not None and analysis is not None:
+        view.overlay = analysis.draw
     text_out = sys.stderr if args.json == "-" else sys.stdout
     progress, on_frame = _frame_reporting(source, text_out,
                                           quiet=bool(results or images or view))
@@ -606,11 +618,11 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
         try:
             stats = run_loop(detector, source, results, images, stop=stop,
                              max_frames=args.max_frames, on_frame=on_frame, view=view,
-                             realtime=realtime)
+                             realtime=realtime, analysis=analysis)
         finally:
             progress.close()
             source.close()
-            for sink in results + images:  # finalize: a stopped run's outputs are complete
+            for sink in results + images + event_sinks:  # a stopped run's are complete
                 sink.close(complete=True)
     if view is not None:
         view.finish(stats)
@@ -624,6 +636,9 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
     print(f"yolo_tpu: {spec.name}: {stats.summary()}", file=sys.stderr, flush=True)
     if save and os.path.exists(save):
         print(f"yolo_tpu: annotated video: {save}", file=sys.stderr, flush=True)
+    for sink in event_sinks:
+        if note := getattr(sink, "report", lambda: None)():
+            print(f"yolo_tpu: {note}", file=sys.stderr, flush=True)
     if view is not None and not (stop.signal or stats.error or results or images
                                  or args.max_frames):
         # --serve alone: the run keeps going until stopped, showing the last frame
@@ -635,6 +650,23 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
     if stop.signal:
         return 128 + stop.signal
     return status
+
+
+def _event_sinks(args: argparse.Namespace, source: str) -> list:
+    """--events FILE and --mqtt URL (SinkError: one that cannot be opened)."""
+    sinks: list = []
+    if args.events:
+        from .events import EventsFile
+        sinks.append(EventsFile(args.events))
+    if args.mqtt:
+        from .mqtt import MqttSink
+        sinks.append(MqttSink.from_url(args.mqtt, source, regions=_regions(args)))
+    return sinks
+
+
+def _regions(args: argparse.Namespace) -> list:
+    from .track_cli import regions
+    return regions(args)
 
 
 def _frame_reporting(source, text_out: IO[str], quiet: bool):

@@ -28,7 +28,8 @@ def _label(names: Sequence[str], class_id: int) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Detections:
-    """N detections: `xyxy` float32 (N, 4), `scores` float32 (N,), `class_ids` int32 (N,), `labels`.
+    """N detections: `xyxy` float32 (N, 4), `scores` float32 (N,), `class_ids` int32 (N,), `labels`,
+    and after tracking `tracker_id` int64 (N,) (-1: on no track yet), as in supervision.
 
     Frozen: fields cannot be rebound; the arrays are private copies made read-only, so a
     `Detections` handed to several consumers cannot be changed under them.
@@ -38,6 +39,7 @@ class Detections:
     scores: np.ndarray
     class_ids: np.ndarray
     labels: tuple[str, ...] = field(default=())
+    tracker_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         xyxy = _frozen(self.xyxy, np.float32).reshape(-1, 4)
@@ -53,6 +55,11 @@ class Detections:
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "class_ids", class_ids)
         object.__setattr__(self, "labels", labels)
+        if self.tracker_id is not None:
+            ids = _frozen(self.tracker_id, np.int64).reshape(-1)
+            if ids.shape[0] != n:
+                raise ValueError(f"{n} detections but {ids.shape[0]} tracker ids")
+            object.__setattr__(self, "tracker_id", ids)
 
     @classmethod
     def from_arrays(
@@ -80,15 +87,25 @@ class Detections:
             index = [int(index)]  # keep the struct-of-arrays shape, like supervision
         rows = np.arange(len(self))[index]
         return Detections(self.xyxy[rows], self.scores[rows], self.class_ids[rows],
-                          tuple(self.labels[i] for i in rows.tolist()))
+                          tuple(self.labels[i] for i in rows.tolist()),
+                          None if self.tracker_id is None else self.tracker_id[rows])
+
+    def with_tracker_ids(self, tracker_id: np.ndarray) -> "Detections":
+        """The same detections with their track ids (-1: none)."""
+        return Detections(self.xyxy, self.scores, self.class_ids, self.labels, tracker_id)
 
     def to_dict(self) -> list[dict[str, Any]]:
-        """JSON-ready list: class_id, label, score (4 decimals), box x1 y1 x2 y2 (2 decimals)."""
-        return [
+        """JSON-ready list: class_id, label, score (4 decimals), box x1 y1 x2 y2 (2 decimals),
+        and after tracking `track_id` (an int, or null for a detection on no track)."""
+        out = [
             {"class_id": d.class_id, "label": d.label, "score": round(d.score, 4),
              "box": [round(v, 2) for v in d.box]}
             for d in self
         ]
+        if self.tracker_id is not None:
+            for item, tid in zip(out, self.tracker_id.tolist()):
+                item["track_id"] = tid if tid >= 0 else None
+        return out
 
     def __repr__(self) -> str:
         return f"Detections(n={len(self)}, labels={list(self.labels)[:8]}{'...' if len(self) > 8 else ''})"

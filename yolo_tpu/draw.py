@@ -59,6 +59,7 @@ def draw_detections(image: np.ndarray, detections: Detections,
     pad = max(lw // 2, 1)
     order = np.argsort(-detections.scores, kind="stable")
     dets = list(detections)
+    ids = detections.tracker_id.tolist() if detections.tracker_id is not None else None
     for k in order[::-1]:
         x1, y1, x2, y2 = (int(round(v)) for v in dets[k].box)
         cv2.rectangle(out, (x1, y1), (x2, y2), class_colour(dets[k].class_id), lw, cv2.LINE_AA)
@@ -68,6 +69,8 @@ def draw_detections(image: np.ndarray, detections: Detections,
         det = dets[k]
         x1, y1 = int(round(det.box[0])), int(round(det.box[1]))
         text = f"{det.label} {det.score:.2f}"
+        if ids is not None and ids[k] >= 0:  # tracked: the id first, it is what is followed
+            text = f"#{ids[k]} {text}"
         (tw, th), base = cv2.getTextSize(text, _FONT, font_scale, font_thick)
         box_w, box_h = tw + 2 * pad, th + base + 2 * pad
         # Above the box when it fits, else just inside its top edge; never off the right side.

@@ -128,6 +128,8 @@ class LiveView:
         self._fps = 0.0
         self._infer_ms: deque[float] = deque(maxlen=30)
         self.encoded = 0                 # JPEGs made (tests: once per frame at most)
+        self.overlay: Callable[[np.ndarray], np.ndarray] | None = None  # zones and lines
+        self._counts: dict | None = None
         self._encoder = threading.Thread(target=self._encode_loop, name="yolo_tpu-jpeg",
                                          daemon=True)
         self._encoder.start()
@@ -146,6 +148,7 @@ class LiveView:
             self._newest = (self._seq, frame, detections, infer_ms, fps, annotated)
             self._frames, self._fps = stats.frames, fps
             self._dropped, self._reconnects = stats.dropped, stats.reconnects
+            self._counts = getattr(stats, "counts", None)
             self._infer_ms.append(infer_ms)
             h, w = frame.image.shape[:2]
             self.size = (w, h)
@@ -158,6 +161,7 @@ class LiveView:
             self.error = stats.error
             self._frames, self._dropped = stats.frames, stats.dropped
             self._reconnects, self._fps = stats.reconnects, stats.fps
+            self._counts = getattr(stats, "counts", None)
             self._cond.notify_all()
 
     def close(self, drain_s: float = 1.0) -> None:
@@ -188,7 +192,10 @@ class LiveView:
                 self._encoded_seq = seq
                 next_at = time.monotonic() + self.interval_s
             if annotated is None:
-                annotated = draw_overlay(draw_detections(frame.image, dets), fps, ms)
+                annotated = draw_detections(frame.image, dets)
+                if self.overlay is not None:
+                    annotated = self.overlay(annotated)
+                annotated = draw_overlay(annotated, fps, ms)
             ok, buf = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
                 continue
@@ -248,7 +255,8 @@ class LiveView:
                     "inference_ms": None if ms is None else round(ms, 2),
                     "dropped": self._dropped, "reconnects": self._reconnects,
                     "viewers": self._viewers, "error": self.error,
-                    "up_since": self.up_since, "version": __version__}
+                    "up_since": self.up_since, "version": __version__,
+                    **({"counts": self._counts} if self._counts is not None else {})}
 
 
 class _Viewer:

@@ -68,6 +68,7 @@ class Stats:
     per_class: Counter = field(default_factory=Counter)
     error: str | None = None        # why the run ended early (source gave up, sink failed)
     stopped: bool = False           # ended by a signal, a closed window or a frame limit
+    counts: dict | None = None      # --zone / --line: counts per class (events.Analysis)
 
     @property
     def fps(self) -> float:
@@ -88,6 +89,9 @@ class Stats:
                 f"inference ms p50 {p50:.1f} p90 {p90:.1f} p99 {p99:.1f}")
         if self.reconnects:
             text += f", {counted(self.reconnects, 'reconnect')}"
+        if self.counts:
+            from .events import counts_text
+            text += f"; counts: {counts_text(self.counts)}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +102,8 @@ class Stats:
                 "inference_ms": {"p50": round(p50, 2), "p90": round(p90, 2),
                                  "p99": round(p99, 2)},
                 "detections": dict(sorted(self.per_class.items())),
-                "error": self.error, "stopped": self.stopped}
+                "error": self.error, "stopped": self.stopped,
+                **({"counts": self.counts} if self.counts is not None else {})}
 
 
 def damage(stats: Stats, source: VideoSource, every: int = 1) -> str | None:
@@ -163,13 +168,16 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
         images: list[ImageSink] = (), *, stop: threading.Event | None = None,
         every: int = 1, max_frames: int | None = None,
         on_frame: Callable[[Frame, Detections, float], None] | None = None,
-        view: LiveSink | None = None, realtime: bool = False) -> Stats:
+        view: LiveSink | None = None, realtime: bool = False,
+        analysis: Any = None) -> Stats:
     """Run `detector` over `source` until it ends, `stop` is set or a sink gives up.
 
     `every`: run the model on every Nth frame only (the others are read and skipped).
     `on_frame(frame, detections, infer_ms)` is called from the output thread (progress).
     `view` (the live view of `--serve`) gets every processed frame from the output thread.
     `realtime`: deliver a file's frames at its own frame rate, as a camera would.
+    `analysis` (`events.Analysis`: --track, --zone, --line): gives each frame's detections
+    their track ids, in order, before any sink sees them, and draws its zones and lines.
     The sinks are not closed here: the caller decides whether their output is complete.
     """
     stop = stop or threading.Event()  # the caller's: signals
@@ -215,11 +223,17 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
                 return
             frame, dets, ms = item
             try:
+                if analysis is not None:
+                    dets = analysis.update(frame, dets)
+                    stats.counts = analysis.counts()
                 for sink in results:
                     sink.write(frame, dets)
                 rate, annotated = fps.tick(), None
                 if images:
-                    annotated = draw_overlay(draw_detections(frame.image, dets), rate, ms)
+                    annotated = draw_detections(frame.image, dets)
+                    if analysis is not None:
+                        analysis.draw(annotated)
+                    annotated = draw_overlay(annotated, rate, ms)
                     for sink in images:
                         sink.write(annotated, frame.t_ms)
                         if getattr(sink, "closed", False):  # window closed, q or Esc
