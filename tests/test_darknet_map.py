@@ -111,10 +111,9 @@ def test_data_map_matches_darknet_detector_map(face_project, tmp_path):
     cfg, weights = FACE / "yoloface-500k.cfg", FACE / "yoloface-500k.weights"
     expected, _ = darknet_map(data, cfg, weights)
     eleven, _ = darknet_map(data, cfg, weights, points=11)
-    hundred, _ = darknet_map(data, cfg, weights, points=101)
-    # the project discriminates: another curve rule would miss by more than the tolerance
-    assert min(abs(eleven - expected), abs(hundred - expected)) > 0.01, (expected, eleven,
-                                                                         hundred)
+    # the project discriminates: VOC2007's 11 points would miss by more than the tolerance
+    # (101 points approximate the area too closely for any small project to tell apart)
+    assert abs(eleven - expected) > 0.01, (expected, eleven)
     assert 0.2 < expected < 0.95, expected
     report = tmp_path / "report.json"
     r = subprocess.run([sys.executable, "-m", "converters", str(cfg), str(weights),
