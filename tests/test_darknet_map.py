@@ -80,8 +80,19 @@ def write_project(folder: Path, model: Path, cfg: str, weights: str, names: str,
     return data
 
 
+_RUNS: dict[tuple, tuple[float, dict]] = {}
+
+
 def darknet_map(data: Path, cfg: Path, weights: Path, points: int = 0) -> tuple[float, dict]:
-    """`darknet detector map` run in the project folder: (mAP, {class name: AP})."""
+    """`darknet detector map` run in the project folder: (mAP, {class name: AP}); each
+    project and rule once per session."""
+    key = (str(data), str(cfg), str(weights), points)
+    if key not in _RUNS:
+        _RUNS[key] = _darknet_map(data, cfg, weights, points)
+    return _RUNS[key]
+
+
+def _darknet_map(data: Path, cfg: Path, weights: Path, points: int) -> tuple[float, dict]:
     r = subprocess.run([str(DARKNET_EXE), "detector", "map", data.name, str(cfg), str(weights),
                         "-dont_show", "-points", str(points)], cwd=data.parent,
                        capture_output=True, text=True, timeout=600)
