@@ -198,8 +198,10 @@ class DarknetReorg(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="yolo_tpu")
 class Subsample(keras.layers.Layer):
-    """Every (sy, sx)-th row and column from the top left (one STRIDED_SLICE): a strided
-    dilated convolution, and pjreddie's shortcut from a larger layer (shortcut_cpu)."""
+    """Every (sy, sx)-th row and column from the top left: a strided dilated convolution,
+    and pjreddie's shortcut from a larger layer (shortcut_cpu). A 1x1 MAX_POOL_2D at that
+    stride (the Edge TPU runs no STRIDED_SLICE with strides other than 1; an int8 max pool
+    keeps its input's scale, so it is exact), cropped to `rows` x `cols` if given."""
 
     def __init__(self, strides=(2, 2), rows: int = 0, cols: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -213,7 +215,9 @@ class Subsample(keras.layers.Layer):
     def call(self, x):
         sy, sx = self.strides
         rows, cols = self._counts(x.shape[1], x.shape[2])
-        return x[:, 0:rows * sy:sy, 0:cols * sx:sx, :]
+        if (sy, sx) != (1, 1):
+            x = tf.nn.max_pool2d(x, 1, (sy, sx), "VALID")
+        return x[:, :rows, :cols, :] if x.shape[1:3] != (rows, cols) else x
 
     def compute_output_shape(self, shape):
         return (shape[0], *self._counts(shape[1], shape[2]), shape[3])

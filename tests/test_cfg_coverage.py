@@ -274,3 +274,24 @@ def test_mask_beyond_the_anchors_is_refused_with_the_reason(tmp_path, text, matc
     cfg.write_text(PJREDDIE_CFG.replace("mask=0,1,2", text))
     with pytest.raises(ConfigError, match=match):
         parse_cfg(str(cfg))
+
+
+@pytest.mark.parametrize("text", [ALEXEYAB_CFG, PJREDDIE_CFG], ids=["alexeyab", "pjreddie"])
+def test_new_features_map_every_op_to_the_edge_tpu(tmp_path, text):
+    """Dilated CONV_2D/DEPTHWISE_CONV_2D, the stride as a 1x1 MAX_POOL_2D (the Edge TPU runs
+    no strided STRIDED_SLICE), AVERAGE_POOL_2D + MUL, SPACE_TO_DEPTH, the sample as
+    RESIZE_NEAREST_NEIGHBOR x a 0/1 mask: every op predicted on the Edge TPU in int8."""
+    from converters.darknet import convert, tpu_blockers
+    from converters.edgetpu_check import check
+    from converters.quantize import quantize
+    cfg = tmp_path / "features.cfg"
+    cfg.write_text(text)
+    net = parse_cfg(str(cfg))
+    weights = tmp_path / "features.weights"
+    write_weights(str(weights), net, np.random.default_rng(3), scale=1.5)
+    c = convert(str(cfg), str(weights), "addrelu")
+    report = check(quantize(c.model, c.meta, "int8", None, 4, progress=False))
+    assert report.all_mapped, report.table_rows()
+    assert not tpu_blockers(c.net)
+    ops = {row[0] for row in report.table_rows()}
+    assert ("SPACE_TO_DEPTH" in ops) if "reorg3d" in text else ("RESIZE_NEAREST_NEIGHBOR" in ops)
