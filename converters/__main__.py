@@ -16,6 +16,7 @@ from . import missing_tensorflow
 from .calibration import DEFAULT_CALIB, CalibrationError
 from .cfg import ConfigError, parse_cfg, parse_size
 from .cfg import FLAVORS
+from .darknet_data import DataError
 from .darknet import DARKNET_HELP, DEFAULT_LEAKY, LEAKY_HELP, LEAKY_POLICIES, NO_NAMES_WARNING
 from .weights import WeightsError
 
@@ -80,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
     ap.add_argument("--darknet", choices=FLAVORS, help=DARKNET_HELP)
     add_calibration_args(ap)
+    ap.add_argument("--data", metavar="OBJ.DATA",
+                    help="a darknet project (classes, train, valid, names): calibrate on "
+                         "--num images of its train list (unless --calib) and report "
+                         "mAP@0.5 on its valid list's labels as `darknet detector map` "
+                         "computes it, for the exact float model and for int8")
+    ap.add_argument("--report-json", metavar="FILE",
+                    help="also write the report as JSON (map50 with --data)")
     ap.add_argument("--segments", type=positive_int, default=1, metavar="N",
                     help="also cut the int8 model into N segments with balanced parameters, "
                          "one per Edge TPU, run as a pipeline (1: no segments)")
@@ -103,8 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             print(NO_NAMES_WARNING, file=sys.stderr)
         from .accuracy import eval_images
         from .calibration import load_images
-        calib_images = load_images(args.calib or list(DEFAULT_CALIB))
-        eval_paths = eval_images(args.calib, args.eval)
+        project = calib_paths = valid_paths = None
+        if args.data:
+            from .darknet_data import image_list, read_project, sample
+            from .map50 import validation_set
+            project = read_project(args.data)
+            valid_paths = validation_set(project, parse_cfg(args.cfg, args.size).classes)[0]
+            if not args.calib:
+                calib_paths = sample(image_list(project, "train"), args.num)
+        calib_images = load_images(args.calib or calib_paths or list(DEFAULT_CALIB))
+        eval_paths = eval_images(args.calib or calib_paths, args.eval or valid_paths)
 
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
         from .darknet import convert, exact_reference, summary
@@ -114,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
         from .quantize import quantize, write
         data = quantize(c.model, c.meta, "int8", None, args.num, args.io, images=calib_images)
-    except (ConfigError, WeightsError, CalibrationError) as e:
+    except (ConfigError, WeightsError, CalibrationError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write(tflite_path, data)
@@ -154,6 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
     print(f"  {fidelity.describe() if fidelity else 'fidelity: no held-out images (pass --eval)'}")
+    map_result = None
+    if project is not None:
+        from .map50 import describe, evaluate, keras_runner, tflite_runner
+        try:
+            map_result = evaluate(project, c.meta, {
+                "float": keras_runner(exact_reference(c), c.meta),
+                "int8": tflite_runner(tflite_path)})
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for line in describe(map_result):
+            print(f"  {line}")
     from .darknet import tpu_blockers
     for line in tpu_blockers(c.net):  # the cfg line that keeps it off, and what instead
         print(f"  not for the Edge TPU: {line}")
@@ -165,8 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.segments > 1:
         print(f"  and {args.segments} segments: "
               + ",".join(s.path for s in segments))
+    if args.report_json:
+        write_report(args.report_json, {"map50": map_result} if map_result else {})
+        print(f"  wrote {args.report_json}")
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)
     return 0 if report.all_mapped and compiled_ok and faithful else 1
+
+
+def write_report(path: str, report: dict) -> None:
+    """The report as JSON, written via a temporary name (never half a file)."""
+    import json
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(f"{path}.part", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    os.replace(f"{path}.part", path)
 
 
 def fidelity_ok(fidelity, min_fidelity: float, leaky: str) -> bool:

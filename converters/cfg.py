@@ -14,8 +14,10 @@ so a misspelt `scale_x_y` would silently change the model.
 """
 from __future__ import annotations
 
+import builtins
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -101,11 +103,13 @@ SECTIONS: dict[str, SectionKeys | None] = {
         "log sqrt focal_loss jitter resize rescore thresh absolute random coord_scale "
         "object_scale noobject_scale mask_scale class_scale bias_match map max"),
     "reorg": _keys("stride reverse"),
+    "reorg3d": _keys("stride reverse"),  # AlexeyAB's parse_reorg ([reorg] is parse_reorg_old)
+    "local_avgpool": _keys("size stride stride_x stride_y padding"),
     # Sections darknet reads that no detector we convert uses.
     "local": None, "crnn": None, "rnn": None, "gru": None, "lstm": None, "conv_lstm": None,
     "history": None, "connected": None, "softmax": None, "contrastive": None,
     "detection": None, "cost": None, "crop": None, "normalization": None, "batchnorm": None,
-    "implicit": None, "gaussian_yolo": None, "local_avgpool": None, "reorg3d": None,
+    "implicit": None, "gaussian_yolo": None,
 }
 _SECTION_ALIASES = {"network": "net", "conv": "convolutional", "max": "maxpool",
                     "avg": "avgpool", "silence": "empty", "conn": "connected",
@@ -156,6 +160,7 @@ class Section:
     line: int
     values: dict[str, str] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # where darknet reads it unexpectedly
 
 
 @dataclass
@@ -181,6 +186,9 @@ class Network:
     flavor: str = "pjreddie"  # which darknet the cfg was written for (see _flavor)
     letter_box: bool = True  # the detector's resize: letterbox (True) or stretch
     flavor_reason: str = ""
+    # lines darknet reads other than a reader would expect (merged numbers, default
+    # anchors): converted as darknet reads them, and said in the summary
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def heads(self) -> list[Layer]:
@@ -194,6 +202,12 @@ class Network:
     @property
     def classes(self) -> int:
         return self.heads[0].params["classes"]
+
+
+# darknet's read_cfg strips every space and tab from a line before it parses it (strip() in
+# src/utils.c), so `anchors = 10,14  23,27` is 10,1423,27 and `layers = -1 8` is -18.
+_DARKNET_SPACE = re.compile(r"[ \t\r\n]")
+_MERGED_NUMBERS = re.compile(r"[0-9.][ \t]+[-+0-9.]")
 
 
 def read_sections(path: str) -> list[Section]:
@@ -218,7 +232,14 @@ def read_sections(path: str) -> list[Section]:
         if not sections:
             raise ConfigError(f"{path}:{number}: 'key=value' before the first [section]")
         key, value = (s.strip() for s in line.split("=", 1))
-        sections[-1].values[key.lower()] = value
+        key = _DARKNET_SPACE.sub("", key)
+        if _MERGED_NUMBERS.search(value):
+            joined = _DARKNET_SPACE.sub("", value)
+            sections[-1].notes.append(
+                f"{path}:{number}: {key}={value}: darknet deletes every space before reading "
+                f"a line, so this is {key}={joined} (a missing comma?); converted as darknet "
+                "reads it")
+        sections[-1].values[key.lower()] = _DARKNET_SPACE.sub("", value)
         sections[-1].lines[key.lower()] = number
     if not sections:
         raise ConfigError(f"{path}: no sections: not a darknet cfg")
@@ -236,6 +257,7 @@ class _Reader:
 
     def __init__(self, path: str, section: Section):
         self.path, self.s = path, section
+        self.flavor: str | None = None
         keys = SECTIONS[section.name]
         unknown = set(section.values) - keys.all
         if unknown:
@@ -283,6 +305,26 @@ class _Reader:
             return [float(v) for v in self.s.values.get(key, "").split(",") if v.strip()]
         except ValueError:
             self.fail(f"'{key}' must be a list of numbers, got {self.s.values[key]!r}", key)
+
+    def darknet_list(self, key: str, kind: type = builtins.float) -> list:
+        """A comma list as parse_yolo reads it: one entry per comma-separated piece, an empty
+        piece (a trailing comma) is atof's / atoi's 0. Anything else not a number is an
+        error here (atof would read its numeric prefix, or 0)."""
+        pieces = self.s.values[key].split(",")
+        values = []
+        for piece in pieces:
+            try:
+                values.append(kind(piece) if piece else kind(0))
+            except ValueError:
+                self.fail(f"'{key}' must be a list of numbers, got {self.s.values[key]!r}",
+                          key)
+        if "" in pieces:
+            self.note(key, f"{key}={self.s.values[key]}: darknet reads an empty entry as 0")
+        return values
+
+    def note(self, key: str, text: str) -> None:
+        """A line darknet reads otherwise than it looks: kept for the summary's warnings."""
+        self.s.notes.append(f"{self.path}:{self.s.lines.get(key, self.s.line)}: {text}")
 
     def str(self, key: str, default: str) -> str:
         return self.s.values.get(key, default).strip().lower()
@@ -388,12 +430,14 @@ def parse_cfg(path: str, size: tuple[int, int] | None = None,
         if section.name == "net":
             raise ConfigError(f"{path}:{section.line}: [net] may only be the first section")
         r = _Reader(path, section)
+        r.flavor = flavor  # builders whose arithmetic differs between the two darknets
         r.refuse_unless("dontload", 0, "not loading a layer's weights")
         r.refuse_unless("dontloadscales", 0, "not loading a layer's batch-norm values")
         params, inputs, shape = BUILDERS[section.name](r, index, layers, shape)
         layers.append(Layer(index, section.name, section.line, params, inputs, shape,
                             dict(section.lines)))
-    result = Network(path, width, height, channels, layers, flavor, letter_box, reason)
+    result = Network(path, width, height, channels, layers, flavor, letter_box, reason,
+                     [note for s in sections for note in s.notes])
     heads = result.heads
     if not heads:
         raise ConfigError(f"{path}: no [yolo] or [region] layer: not a YOLO detector")
@@ -423,8 +467,10 @@ def _convolutional(r: _Reader, index: int, layers: list[Layer], shape):
     pad = size // 2 if r.int("pad", 0) else r.int("padding", 0)
     if filters < 1 or size < 1 or stride_x < 1 or stride_y < 1:
         r.fail("filters, size and stride must be positive")
-    if dilation != 1 and size != 1:
-        r.fail("dilation other than 1 is not supported", "dilation")
+    if size == 1:  # parse_convolutional: a 1x1 kernel has no dilation
+        dilation = 1
+    if dilation < 1:
+        r.fail(f"dilation={dilation} must be positive", "dilation")
     if groups < 1 or c % groups or filters % groups:
         r.fail(f"groups={groups} must divide the {c} input channels and the {filters} "
                "filters", "groups")
@@ -440,8 +486,17 @@ def _convolutional(r: _Reader, index: int, layers: list[Layer], shape):
     out_h, out_w = _conv_out(h, size, stride_y, pad), _conv_out(w, size, stride_x, pad)
     if out_h < 1 or out_w < 1:
         r.fail(f"convolution reduces {h}x{w} input to nothing")
+    # darknet sizes the layer without the dilation but im2col_cpu_ext pads pad*dilation and
+    # spans dilation*(size-1)+1 pixels: the two agree only for pad = size/2 (odd sizes)
+    span = dilation * (size - 1) + 1
+    if dilation > 1 and (_conv_out(h, span, stride_y, pad * dilation) != out_h
+                         or _conv_out(w, span, stride_x, pad * dilation) != out_w):
+        r.fail(f"dilation={dilation} with size={size} and padding {pad}: darknet's im2col "
+               f"fills a {_conv_out(w, span, stride_x, pad * dilation)}-wide grid into its "
+               f"{out_w}-wide output (its result is garbage); use pad=1 with an odd size",
+               "dilation")
     params = dict(filters=filters, size=size, stride=stride_x, stride_y=stride_y, pad=pad,
-                  groups=groups, in_channels=c,
+                  groups=groups, in_channels=c, dilation=dilation,
                   batch_normalize=bool(r.int("batch_normalize", 0) or r.int("cbn", 0)),
                   activation=r.activation("logistic"))
     return params, [index - 1], (out_h, out_w, filters)
@@ -474,6 +529,28 @@ def _maxpool(r: _Reader, index: int, layers: list[Layer], shape):
     out_h, out_w = _pool_geometry(r, shape, size, sx, sy, padding)
     return (dict(size=size, stride=sx, stride_y=sy, padding=padding), [index - 1],
             (out_h, out_w, shape[2]))
+
+
+def _local_avgpool(r: _Reader, index: int, layers: list[Layer], shape):
+    """parse_local_avgpool: maxpool's geometry, the mean over each window's real pixels."""
+    stride = r.int("stride", 1)
+    sx, sy = r.int("stride_x", stride), r.int("stride_y", stride)
+    size = r.int("size", stride)
+    padding = r.int("padding", size - 1)
+    if size < 1 or sx < 1 or sy < 1 or padding < 0:
+        r.fail("size and stride must be positive")
+    out_h, out_w = _pool_geometry(r, shape, size, sx, sy, padding)
+    return (dict(size=size, stride=sx, stride_y=sy, padding=padding), [index - 1],
+            (out_h, out_w, shape[2]))
+
+
+def _reorg3d(r: _Reader, index: int, layers: list[Layer], shape):
+    stride = r.int("stride", 1)
+    r.refuse_unless("reverse", 0, "reverse reorg3d")
+    h, w, c = shape
+    if stride < 1 or h % stride or w % stride:
+        r.fail(f"[reorg3d] stride={stride} must divide the {w}x{h} input", "stride")
+    return dict(stride=stride), [index - 1], (h // stride, w // stride, c * stride * stride)
 
 
 def _avgpool(r: _Reader, index: int, layers: list[Layer], shape):
@@ -516,12 +593,28 @@ def _shortcut(r: _Reader, index: int, layers: list[Layer], shape):
     r.refuse_unless("beta", 1, "a scaled shortcut")
     if r.str("weights_type", "none") != "none":
         r.fail("[shortcut] weights_type (weighted shortcuts) is not supported", "weights_type")
-    for t in sources:
-        if layers[t].shape[:2] != shape[:2]:
-            r.fail(f"[shortcut] adds layer {t} of size {layers[t].shape[1]}x"
-                   f"{layers[t].shape[0]} to size {shape[1]}x{shape[0]}: darknet needs equal "
-                   "sizes", "from")
-    return dict(activation=r.activation("linear")), [index - 1, *sources], shape
+    resample = [_shortcut_geometry(r, t, layers[t].shape, shape) for t in sources]
+    return (dict(activation=r.activation("linear"), resample=resample),
+            [index - 1, *sources], shape)
+
+
+def _shortcut_geometry(r: _Reader, source: int, src, shape) -> tuple[int, int, int, int]:
+    """(stride, sample, rows, cols) of pjreddie's shortcut_cpu for layer `source` (h1, w1)
+    added into the previous layer's (h2, w2): add[j*stride, i*stride] goes to
+    out[j*sample, i*sample] for j < min(h1, h2), i < min(w1, w2); (1, 1, h, w) if equal."""
+    (h1, w1, _), (h2, w2, _) = src, shape
+    if (h1, w1) == (h2, w2):
+        return 1, 1, h2, w2
+    sizes = f"layer {source} of size {w1}x{h1} to size {w2}x{h2}"
+    if r.flavor != "pjreddie":
+        r.fail(f"[shortcut] adds {sizes}: AlexeyAB's darknet asserts equal sizes "
+               "(parse_shortcut) and aborts; pjreddie's strides or samples (shortcut_cpu): "
+               "pass --darknet pjreddie if the weights were trained with it", "from")
+    stride, sample = w1 // w2, w2 // w1
+    if stride != h1 // h2 or sample != h2 // h1:
+        r.fail(f"[shortcut] adds {sizes}: width and height ratios differ, which darknet's "
+               "shortcut_cpu asserts against", "from")
+    return max(stride, 1), max(sample, 1), min(h1, h2), min(w1, w2)
 
 
 def _upsample(r: _Reader, index: int, layers: list[Layer], shape):
@@ -573,9 +666,17 @@ def _reorg(r: _Reader, index: int, layers: list[Layer], shape):
 
 
 def _anchors(r: _Reader, num: int) -> list[tuple[float, float]]:
-    flat = r.floats("anchors")
-    if len(flat) % 2 or len(flat) // 2 < num:
-        r.fail(f"'anchors' has {len(flat)} numbers; num={num} needs {2 * num}", "anchors")
+    """make_yolo_layer sets all 2*num biases to .5, then parse_yolo reads the first 2*num
+    numbers of `anchors` over them: a short list leaves 0.5-pixel anchors, as darknet runs."""
+    flat = r.darknet_list("anchors") if r.has("anchors") else []
+    if r.s.name == "region" and len(flat) > 2 * num:
+        r.fail(f"'anchors' has {len(flat)} numbers; num={num} reads {2 * num} (darknet's "
+               "[region] writes the rest past its anchor table)", "anchors")
+    if len(flat) < 2 * num:
+        r.note("anchors", f"anchors={r.s.values.get('anchors', '')}: {len(flat)} numbers "
+               f"for num={num}; "
+               f"darknet leaves the other {2 * num - len(flat)} at 0.5 (pixels)")
+    flat = (flat + [0.5] * (2 * num))[:2 * num]
     return [(flat[2 * i], flat[2 * i + 1]) for i in range(num)]
 
 
@@ -591,11 +692,16 @@ def _check_head_filters(r: _Reader, layers: list[Layer], shape, expected: int, w
 def _yolo(r: _Reader, index: int, layers: list[Layer], shape):
     classes = r.int("classes", 20)
     num = r.int("num", len(r.floats("anchors")) // 2 or 1)
-    mask = r.ints("mask", list(range(num)))
+    mask = r.darknet_list("mask", builtins.int) if r.has("mask") else list(range(num))
     anchors = _anchors(r, num)
     bad = [m for m in mask if not 0 <= m < num]
     if bad:
-        r.fail(f"mask entry {bad[0]} is outside the {num} anchors", "mask")
+        # make_yolo_layer allocates 2*num biases; get_yolo_box reads biases[2*mask]: past
+        # the table it reads whatever memory follows (undefined, not an anchor)
+        r.fail(f"mask entry {bad[0]} is outside num={num} anchors: darknet reads its anchor "
+               f"table (2*num={2 * num} numbers) out of bounds there, so the box sizes are "
+               f"undefined memory; set num to the number of anchor pairs listed "
+               f"({len(r.floats('anchors')) // 2})", "mask")
     if classes < 1:
         r.fail("classes must be positive", "classes")
     nms_kind = r.str("nms_kind", "default")
@@ -644,6 +750,8 @@ BUILDERS: dict[str, Builder] = {
     "sam": _multiply,
     "scale_channels": _multiply,
     "reorg": _reorg,
+    "reorg3d": _reorg3d,
+    "local_avgpool": _local_avgpool,
     "yolo": _yolo,
     "region": _region,
 }

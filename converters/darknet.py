@@ -155,6 +155,8 @@ def summary(c: Converted, leaky: str) -> str:
                 + (f" (beta {m.beta_nms})" if m.nms_kind == "diounms" else ""))
     for line in tpu_blockers(c.net):
         rows.append(f"not for the Edge TPU: {line}")
+    for line in c.net.warnings:  # read as darknet reads it, which may not be what was meant
+        rows.append(f"warning: {line}")
     return "\n".join(rows)
 
 

@@ -196,6 +196,85 @@ class DarknetReorg(keras.layers.Layer):
         return {**super().get_config(), "stride": self.stride}
 
 
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class Subsample(keras.layers.Layer):
+    """Every (sy, sx)-th row and column from the top left: a strided dilated convolution,
+    and pjreddie's shortcut from a larger layer (shortcut_cpu). A 1x1 MAX_POOL_2D at that
+    stride (the Edge TPU runs no STRIDED_SLICE with strides other than 1; an int8 max pool
+    keeps its input's scale, so it is exact), cropped to `rows` x `cols` if given."""
+
+    def __init__(self, strides=(2, 2), rows: int = 0, cols: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.strides = tuple(int(v) for v in strides)
+        self.rows, self.cols = int(rows), int(cols)  # 0: as many as fit
+
+    def _counts(self, h: int, w: int) -> tuple[int, int]:
+        sy, sx = self.strides
+        return self.rows or -(-h // sy), self.cols or -(-w // sx)
+
+    def call(self, x):
+        sy, sx = self.strides
+        rows, cols = self._counts(x.shape[1], x.shape[2])
+        if (sy, sx) != (1, 1):
+            x = tf.nn.max_pool2d(x, 1, (sy, sx), "VALID")
+        return x[:, :rows, :cols, :] if x.shape[1:3] != (rows, cols) else x
+
+    def compute_output_shape(self, shape):
+        return (shape[0], *self._counts(shape[1], shape[2]), shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.strides, "rows": self.rows,
+                "cols": self.cols}
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class SpreadOut(keras.layers.Layer):
+    """pjreddie's shortcut from a smaller layer: input pixel (j, i) lands at (j*s, i*s) of an
+    (h, w) grid, zeros elsewhere. RESIZE_NEAREST_NEIGHBOR times a constant 0/1 mask (MUL),
+    then zero padding to (h, w) (PAD): Edge TPU ops, exact in int8 (the mask is 0 or 1)."""
+
+    def __init__(self, sample: int = 2, out_h: int = 0, out_w: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.sample, self.out_h, self.out_w = int(sample), int(out_h), int(out_w)
+
+    def call(self, x):
+        s, h, w = self.sample, x.shape[1], x.shape[2]
+        up = tf.compat.v1.image.resize_nearest_neighbor(
+            x, (h * s, w * s), align_corners=False, half_pixel_centers=False)
+        mask = np.zeros((1, h * s, w * s, 1), np.float32)
+        mask[:, ::s, ::s] = 1
+        up = up * tf.constant(mask)
+        return tf.pad(up, ((0, 0), (0, self.out_h - h * s), (0, self.out_w - w * s), (0, 0)))
+
+    def compute_output_shape(self, shape):
+        return (shape[0], self.out_h, self.out_w, shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "sample": self.sample, "out_h": self.out_h,
+                "out_w": self.out_w}
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class SpaceToDepth(keras.layers.Layer):
+    """AlexeyAB's [reorg3d] (reorg_cpu over the output's shape, forward=0): output channel
+    (dy*s + dx)*C + c of cell (j, i) is input (j*s + dy, i*s + dx, c), which is TF's
+    space_to_depth order: one SPACE_TO_DEPTH op."""
+
+    def __init__(self, stride: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = stride
+
+    def call(self, x):
+        return tf.nn.space_to_depth(x, self.stride)
+
+    def compute_output_shape(self, shape):
+        s = self.stride
+        return (shape[0], shape[1] // s, shape[2] // s, shape[3] * s * s)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
+
+
 def _leaky(x, leaky: str, name: str):
     if leaky == "relu":
         return keras.layers.ReLU(name=name)(x)
@@ -257,18 +336,30 @@ class _Context:
 def _conv(ctx: _Context, x, layer: Layer):
     p, i, w = layer.params, layer.index, ctx.weights[layer.index]
     sx, sy = p["stride"], p["stride_y"]
-    same_y, pads_y = _axis_padding(p["size"], sy, p["pad"], x.shape[1])
-    same_x, pads_x = _axis_padding(p["size"], sx, p["pad"], x.shape[2])
-    mode = "same" if same_x and same_y else "valid"
-    if mode == "valid" and any(pads_y + pads_x):
-        x = keras.layers.ZeroPadding2D((pads_y, pads_x), name=f"pad_{i}")(x)
+    dilation = p.get("dilation", 1)
+    if dilation > 1:
+        # im2col_cpu_ext: pad*dilation each side, taps dilation apart. TF has no strided
+        # dilated convolution: convolve at stride 1 and keep every stride-th output.
+        pad = p["pad"] * dilation
+        mode = "same" if 2 * pad == dilation * (p["size"] - 1) else "valid"
+        if mode == "valid" and pad:
+            x = keras.layers.ZeroPadding2D(pad, name=f"pad_{i}")(x)
+        subsample, sx, sy = (sy, sx), 1, 1
+    else:
+        same_y, pads_y = _axis_padding(p["size"], sy, p["pad"], x.shape[1])
+        same_x, pads_x = _axis_padding(p["size"], sx, p["pad"], x.shape[2])
+        mode = "same" if same_x and same_y else "valid"
+        if mode == "valid" and any(pads_y + pads_x):
+            x = keras.layers.ZeroPadding2D((pads_y, pads_x), name=f"pad_{i}")(x)
+        subsample = (1, 1)
+    rate = {"dilation_rate": dilation} if dilation > 1 else {}
     act, groups, filters, c = p["activation"], p["groups"], p["filters"], p["in_channels"]
     # Plain ReLU (and the relu policy's stand-in for leaky) fuses into the convolution.
     fused = "relu" if act == "relu" or (act == "leaky" and ctx.leaky == "relu") else None
     if groups > 1 and groups == c:
         conv = keras.layers.DepthwiseConv2D(p["size"], (sy, sx), mode,
                                             depth_multiplier=filters // c, activation=fused,
-                                            name=f"conv_{i}")
+                                            name=f"conv_{i}", **rate)
         x = conv(x)
         conv.set_weights([w.kernel.reshape(p["size"], p["size"], c, filters // c), w.bias])
     elif groups > 1:
@@ -278,15 +369,17 @@ def _conv(ctx: _Context, x, layer: Layer):
         for g in range(groups):
             part = ChannelGroup(groups, g, name=f"group_{i}_{g}")(x)
             conv = keras.layers.Conv2D(per, p["size"], (sy, sx), mode, activation=fused,
-                                       name=f"conv_{i}_{g}")
+                                       name=f"conv_{i}_{g}", **rate)
             parts.append(conv(part))
             conv.set_weights([w.kernel[..., g * per:(g + 1) * per], w.bias[g * per:(g + 1) * per]])
         x = keras.layers.Concatenate(name=f"conv_{i}")(parts)
     else:
         conv = keras.layers.Conv2D(filters, p["size"], (sy, sx), mode, activation=fused,
-                                   name=f"conv_{i}")
+                                   name=f"conv_{i}", **rate)
         x = conv(x)
         conv.set_weights([w.kernel, w.bias])
+    if subsample != (1, 1):
+        x = Subsample(subsample, name=f"conv_{i}_stride")(x)
     return x if fused else _activation(x, act, ctx.leaky, f"{act}_{i}")
 
 
@@ -307,6 +400,50 @@ def _maxpool(ctx: _Context, x, layer: Layer):
     return keras.layers.MaxPooling2D(size, (sy, sx), "valid", name=f"maxpool_{i}")(x)
 
 
+def _local_avgpool(ctx: _Context, x, layer: Layer):
+    """forward_local_avgpool_layer: the sum over a window's real pixels / their count. Where
+    the padding is TF's 'same', AVERAGE_POOL_2D does exactly that; otherwise zero padding,
+    a 'valid' average and a constant per-position factor window/count (MUL)."""
+    p, i = layer.params, layer.index
+    size, sx, sy, padding = p["size"], p["stride"], p["stride_y"], p["padding"]
+    h, w = x.shape[1], x.shape[2]
+    out_h, out_w = layer.shape[:2]
+    before = padding // 2
+    same = all(out == -(-n // s) and max(0, (out - 1) * s + size - n) // 2 == before
+               for n, out, s in ((h, out_h, sy), (w, out_w, sx)))
+    if same:
+        return keras.layers.AveragePooling2D(size, (sy, sx), "same", name=f"local_avgpool_{i}")(x)
+    pads = [(before, max(0, (out - 1) * s + size - n - before))
+            for n, out, s in ((h, out_h, sy), (w, out_w, sx))]
+    counts = np.ones((out_h, out_w), np.float32)
+    for axis, (n, out, s) in enumerate(((h, out_h, sy), (w, out_w, sx))):
+        start = np.arange(out) * s - before
+        real = np.minimum(start + size, n) - np.maximum(start, 0)
+        counts *= real[:, None] if axis == 0 else real[None, :]
+    x = keras.layers.ZeroPadding2D(pads, name=f"pad_{i}")(x)
+    x = keras.layers.AveragePooling2D(size, (sy, sx), "valid", name=f"local_avgpool_{i}_sum")(x)
+    factor = (size * size / counts).reshape(1, out_h, out_w, 1)
+    return ConstantScale(factor.tolist(), name=f"local_avgpool_{i}")(x)
+
+
+@keras.saving.register_keras_serializable(package="yolo_tpu")
+class ConstantScale(keras.layers.Layer):
+    """x times a constant (1, H, W, 1) map: one MUL."""
+
+    def __init__(self, factor=None, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * tf.constant(np.asarray(self.factor, np.float32))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 def _avgpool(ctx: _Context, x, layer: Layer):
     return keras.layers.AveragePooling2D((x.shape[1], x.shape[2]), name=f"avgpool_{layer.index}")(x)
 
@@ -322,9 +459,17 @@ def _route(ctx: _Context, x, layer: Layer):
 
 def _shortcut(ctx: _Context, x, layer: Layer):
     """Darknet adds each `from` layer into the channels both have; the rest pass as they are."""
-    i, c = layer.index, layer.shape[2]
-    for k, j in enumerate(layer.inputs[1:]):
+    i, (h, w, c) = layer.index, layer.shape
+    resample = layer.params.get("resample") or [(1, 1, h, w)] * (len(layer.inputs) - 1)
+    for k, (j, (stride, sample, rows, cols)) in enumerate(zip(layer.inputs[1:], resample)):
         other = ctx.outs[j]
+        if (rows, cols) != tuple(other.shape[1:3]) or stride > 1:  # pjreddie's stride
+            other = Subsample((stride, stride), rows, cols, name=f"shortcut_{i}_{k}_stride")(other)
+        if sample > 1:  # pjreddie's sample: into every sample-th pixel
+            other = SpreadOut(sample, h, w, name=f"shortcut_{i}_{k}_sample")(other)
+        elif (rows, cols) != (h, w):
+            other = keras.layers.ZeroPadding2D(((0, h - rows), (0, w - cols)),
+                                               name=f"shortcut_{i}_{k}_pad")(other)
         oc = other.shape[-1]
         if oc > c:
             other = ChannelSlice(0, c, name=f"shortcut_{i}_{k}_slice")(other)
@@ -377,6 +522,9 @@ LAYER_BUILDERS = {
     "sam": _multiply,
     "scale_channels": _multiply,
     "reorg": _reorg,
+    "reorg3d": lambda ctx, x, layer: SpaceToDepth(layer.params["stride"],
+                                                  name=f"reorg3d_{layer.index}")(x),
+    "local_avgpool": _local_avgpool,
     "yolo": lambda ctx, x, layer: x,  # heads: the raw output of the layer before
     "region": lambda ctx, x, layer: x,
 }

@@ -32,10 +32,10 @@ from converters.darknet_ref import (ALEXEYAB, RANDOM_WEIGHTS, Darknet, available
 # What the parser refuses inside sections it otherwise builds (see converters/cfg.py).
 REFUSED_KEYS = [
     "[convolutional] binary, xnor, bin_output, flipped, antialiasing, share_index, "
-    "deformable (sway, rotate, stretch, stretch_sway), coordconv, dilation > 1",
+    "deformable (sway, rotate, stretch, stretch_sway), coordconv; dilation whose padding is not size/2 (darknet's im2col then fills the wrong grid)",
     "[maxpool] maxpool_depth, out_channels, antialiasing; windows wholly outside the image",
     "[shortcut] weights_type (weighted shortcuts); pjreddie's alpha/beta other than 1",
-    "[scale_channels] scale_wh=1; [reorg] reverse=1",
+    "[scale_channels] scale_wh=1; [reorg] and [reorg3d] reverse=1; [shortcut] between sizes under AlexeyAB's darknet (it asserts equal sizes; pjreddie's strides/samples and converts); [yolo] mask past num (darknet reads undefined memory)",
     "[region] tree (YOLO9000), classfix, coords other than 4, softmax=0",
     "[yolo]/[region] heads mixed in one cfg; dontload=1 or dontloadscales=1 in any layer",
     "activations elu, selu, gelu, relie, ramp, plse, stair, hardtan, lhtan, loggy, "

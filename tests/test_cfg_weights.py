@@ -123,8 +123,9 @@ BAD_CFGS = [
      r"net\.cfg:\d+: \[route\] group_id=2 must be in 0..groups-1"),
     (TINY_CFG.replace("[yolo]", "[route]\nlayers=-1\ngroups=4\n\n[yolo]"),
      r"\[route\] groups=4 does not divide the 18 channels of layer 4"),
-    (TINY_CFG.replace("[yolo]", "[shortcut]\nfrom=0\n\n[yolo]"),
-     r"\[shortcut\] adds layer 0 of size 64x64 to size 16x16"),
+    # weights_normalization: AlexeyAB's key, and AlexeyAB's darknet asserts equal sizes
+    (TINY_CFG.replace("[yolo]", "[shortcut]\nfrom=0\nweights_normalization=none\n\n[yolo]"),
+     r"\[shortcut\] adds layer 0 of size 64x64 to size 16x16: AlexeyAB's darknet asserts"),
     (TINY_CFG.replace("filters=16", "filters=16\ngroups=3"), r"groups=3 must divide the 8 input"),
     (TINY_CFG.replace("[maxpool]\nsize=2\nstride=2", "[maxpool]\nsize=2\nstride=2\n"
                       "maxpool_depth=1"), r"maxpool_depth=1: max over channels is not supported"),
@@ -136,7 +137,7 @@ BAD_CFGS = [
     (TINY_CFG.replace("[yolo]", "[route]\nlayers=-9\n\n[yolo]"),
      r"net\.cfg:\d+: route to layer -9 from layer 5: no such layer"),
     (TINY_CFG.replace("[yolo]", "[route]\nlayers=7\n\n[yolo]"), r"route to layer 7"),
-    (TINY_CFG.replace("mask = 0,1", "mask = 0,3"), r"mask entry 3 is outside the 3 anchors"),
+    (TINY_CFG.replace("mask = 0,1", "mask = 0,3"), r"mask entry 3 is outside num=3 anchors"),
     (TINY_CFG.replace("size=3\nstride=2", "size=three\nstride=2"),
      r"'size' must be an integer, got 'three'"),
     ("width=64\n[net]\n", r"net\.cfg:1: 'key=value' before the first \[section\]"),

@@ -187,6 +187,11 @@ class Detector:
             quant.append((float(scale), int(zero_point)) if d["dtype"] != np.float32 else None)
         return indices, quant
 
+    @property
+    def head_quantization(self) -> list:
+        """(scale, zero_point) of each head's output in metadata order, None for float."""
+        return list(self._quant)
+
     def preprocess(self, image_bgr: np.ndarray,
                    reuse: bool = True) -> tuple[np.ndarray, Letterbox]:
         """Letterboxed input tensor in the model's own type (no float round trip for uint8).
