@@ -13,7 +13,7 @@ import shutil
 import sys
 
 from . import missing_tensorflow
-from .calibration import DEFAULT_CALIB, CalibrationError
+from .calibration import CalibrationError
 from .cfg import ConfigError, parse_cfg, parse_size
 from .cfg import FLAVORS
 from .darknet import DARKNET_HELP, DEFAULT_LEAKY, LEAKY_HELP, LEAKY_POLICIES, NO_NAMES_WARNING
@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
     ap.add_argument("--darknet", choices=FLAVORS, help=DARKNET_HELP)
     add_calibration_args(ap)
+    ap.add_argument("--report-json", metavar="FILE",
+                    help="also write the report (Edge TPU ops, fidelity) as JSON")
     ap.add_argument("--segments", type=positive_int, default=1, metavar="N",
                     help="also cut the int8 model into N segments with balanced parameters, "
                          "one per Edge TPU, run as a pipeline (1: no segments)")
@@ -101,10 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         names = args.names or default_names(args.cfg, args.size)
         if not names:
             print(NO_NAMES_WARNING, file=sys.stderr)
-        from .accuracy import eval_images
+        from .accuracy import is_coco, split_images
         from .calibration import load_images
-        calib_images = load_images(args.calib or list(DEFAULT_CALIB))
-        eval_paths = eval_images(args.calib, args.eval)
+        from .darknet import read_names
+        classes = parse_cfg(args.cfg, args.size).classes
+        coco = is_coco(read_names(names, classes) if names else (), classes)
+        calib_files, eval_paths = split_images(args.calib, args.eval, coco)
+        calib_images = load_images(calib_files)
 
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
         from .darknet import convert, exact_reference, summary
@@ -112,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(c, args.leaky))
 
         stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
+        from .equalize import equalized
         from .quantize import quantize, write
-        data = quantize(c.model, c.meta, "int8", None, args.num, args.io, images=calib_images)
+        q = equalized(c, calib_images)  # same float function, evener int8 ranges
+        data = quantize(q.model, q.meta, "int8", None, args.num, args.io, images=calib_images)
     except (ConfigError, WeightsError, CalibrationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -148,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
             compiled_ok = compile_model(Path(seg.path), Path(args.out_dir))[0] == 0 \
                 and compiled_ok
 
-    from .accuracy import measure, size_line
+    from .accuracy import measure, no_fidelity_reason, size_line
     fidelity = measure(exact_reference(c), c.meta, tflite_path, eval_paths) if eval_paths else None
     print("\nsummary")
     print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
-    print(f"  {fidelity.describe() if fidelity else 'fidelity: no held-out images (pass --eval)'}")
+    print(f"  {fidelity.describe() if fidelity else no_fidelity_reason(args.calib, coco)}")
     from .darknet import tpu_blockers
     for line in tpu_blockers(c.net):  # the cfg line that keeps it off, and what instead
         print(f"  not for the Edge TPU: {line}")
@@ -165,23 +172,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.segments > 1:
         print(f"  and {args.segments} segments: "
               + ",".join(s.path for s in segments))
+    if args.report_json:
+        from .report import build_report, write_report
+        write_report(args.report_json, build_report(report, fidelity))
+        print(f"  wrote {args.report_json}")
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)
     return 0 if report.all_mapped and compiled_ok and faithful else 1
 
 
 def fidelity_ok(fidelity, min_fidelity: float, leaky: str) -> bool:
-    """False, with one error line, when the int8 model is measurably below `min_fidelity`.
-    An unscorable report (the reference finds nothing) is a warning, not a failure: it says
-    nothing about the model, only about the images."""
-    if fidelity is None or fidelity.score is None or fidelity.score >= min_fidelity:
+    """False, with one error line, when the int8 model is below `min_fidelity` beyond doubt
+    (Fidelity.fails). An unscorable report (the reference finds nothing) or one on too few
+    reference detections is a warning, not a failure: it says little about the model,
+    only about the images."""
+    if fidelity is None or fidelity.score is None:
         return True
-    lost = fidelity.reference - fidelity.matched
+    losses = (f"loses {fidelity.lost} of the exact float model's {fidelity.reference} "
+              f"detections and adds {fidelity.unexplained}")
+    if not fidelity.fails(min_fidelity):
+        if not fidelity.judged and fidelity.score < min_fidelity:
+            print(f"warning: fidelity {fidelity.score:.2f} is below --min-fidelity "
+                  f"{min_fidelity:g} (the int8 model {losses}), but {fidelity.reference} "
+                  "reference detections are too few to judge; pass --eval with more images "
+                  "of your model's subjects", file=sys.stderr)
+        return True
     hint = (" (--leaky relu on weights trained with leaky: leave --leaky at addrelu)"
             if leaky == "relu" else " (try --leaky addrelu, or more --calib images)"
             if leaky != "addrelu" else " (try more --calib images from your deployment)")
     print(f"error: fidelity {fidelity.score:.2f} is below --min-fidelity {min_fidelity:g}: "
-          f"the int8 model loses {lost} of the exact float model's {fidelity.reference} "
-          f"detections{hint}", file=sys.stderr)
+          f"the int8 model {losses}{hint}", file=sys.stderr)
     return False
 
 

@@ -142,3 +142,22 @@ def channel_ranges(model, net: Network, tensors: Iterable[np.ndarray]) -> dict[i
         for i, o in zip(wanted, outs):
             result[i] = np.maximum(result[i], np.abs(np.asarray(o)).max(axis=(0, 1, 2)))
     return result
+
+
+RANGE_SAMPLES = 16  # calibration samples the channel ranges are measured on
+
+
+def equalized(c, images: list[np.ndarray], samples_: int = RANGE_SAMPLES):
+    """`c` (a darknet.Converted) with equalized weights and the Keras model rebuilt from
+    them: the same float function, evener int8 ranges. Ranges come from the first
+    `samples_` calibration samples, fed as the quantizer feeds them."""
+    from .calibration import samples
+    from .darknet import Converted
+    from .keras_model import build_model
+    m = c.meta
+    tensors = samples(images, samples_, m.width, m.height, stretch=not m.letter_box)
+    weights, count = equalize(c.net, c.weights, channel_ranges(c.model, c.net, tensors))
+    if not count:
+        return c
+    model, meta = build_model(c.net, weights, m.leaky, m.names)
+    return Converted(c.net, weights, model, meta)

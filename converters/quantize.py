@@ -127,7 +127,7 @@ def add_calibration_args(ap: argparse.ArgumentParser) -> None:
     """--calib, --num, --io, --eval, --min-fidelity: one definition for converters and
     converters.quantize."""
     from .__main__ import fraction, positive_int
-    from .accuracy import MIN_FIDELITY
+    from .accuracy import HOLD_OUT, MIN_FIDELITY
     ap.add_argument("--calib", nargs="+", metavar="PATH",
                     help="calibration images/videos: files, folders or globs (default: "
                          f"{', '.join(os.path.basename(p) for p in DEFAULT_CALIB)} from samples/)")
@@ -135,8 +135,9 @@ def add_calibration_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--io", choices=("uint8", "int8"), default="uint8",
                     help="type of the int8 model's input and outputs")
     ap.add_argument("--eval", nargs="+", metavar="PATH",
-                    help="images for the fidelity report (default: the sample photos not "
-                         "used for calibration)")
+                    help="images for the fidelity report (default: every "
+                         f"{HOLD_OUT}th --calib photo, held out of calibration; without "
+                         "--calib, the sample photos not calibrated on, for a COCO model)")
     ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
                     help="exit 1 when the int8 model's fidelity to the exact float model "
                          "(F1 of matched detections at conf 0.25) is below this; 0 accepts any")
@@ -157,18 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     if problem := missing_tensorflow():
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from .accuracy import eval_images, measure, size_line
+    from .accuracy import is_coco, measure, no_fidelity_reason, size_line, split_images
     from .calibration import load_images
-    try:
-        images = load_images(args.calib or list(DEFAULT_CALIB)) if args.mode == "int8" else None
-        eval_paths = eval_images(args.calib, args.eval)
-    except CalibrationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     from .keras_model import load_model
     try:
         model, meta = load_model(args.model)
     except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    coco = is_coco(meta.names, meta.classes)
+    try:
+        calib_files, eval_paths = split_images(args.calib, args.eval, coco)
+        images = load_images(calib_files) if args.mode == "int8" else None
+    except CalibrationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     data = quantize(model, meta, args.mode, None, args.num, args.io, images=images)
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             f.write(c_array(data, c_name(args.output)))
         print(f"wrote {args.c_array}")
     if not eval_paths:
-        print("fidelity: no held-out images (pass --eval)")
+        print(no_fidelity_reason(args.calib, coco))
         return 0
     if meta.leaky == "relu":
         print(f"note: {args.model} was built with --leaky relu, so the reference below is its "
