@@ -26,7 +26,7 @@ from yolo_tpu.metrics import iou_matrix, map50
 from yolo_tpu.preprocess import letterbox
 from yolo_tpu.sources import IMAGE_EXTENSIONS
 
-from .calibration import DEFAULT_EVAL, SAMPLES, expand
+from .calibration import DEFAULT_CALIB, DEFAULT_EVAL, SAMPLES, expand
 
 CONF, IOU = 0.25, 0.45  # the runtime's defaults: the reference's detections at these
 # The candidate is scored over all its detections down to this confidence, as mAP
