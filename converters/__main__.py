@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--leaky", choices=LEAKY_POLICIES, default=DEFAULT_LEAKY, help=LEAKY_HELP)
     ap.add_argument("--darknet", choices=FLAVORS, help=DARKNET_HELP)
     add_calibration_args(ap)
+    ap.add_argument("--explain", action="store_true",
+                    help="also name the layers that add the most int8 error (int8 against "
+                         "float intermediate tensors on calibration samples)")
     ap.add_argument("--report-json", metavar="FILE",
                     help="also write the report (Edge TPU ops, fidelity) as JSON")
     ap.add_argument("--segments", type=positive_int, default=1, metavar="N",
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.segments > 1:
         print(f"  and {args.segments} segments: "
               + ",".join(s.path for s in segments))
+    if args.explain:
+        from .explain import explain
+        for line in explain(q, tflite_path, calib_images):
+            print(f"  {line}")
     if args.report_json:
         from .report import build_report, write_report
         write_report(args.report_json, build_report(report, fidelity))

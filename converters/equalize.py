@@ -134,7 +134,7 @@ def channel_ranges(model, net: Network, tensors: Iterable[np.ndarray]) -> dict[i
     wanted = [layer.index for layer, _ in producers(net)]
     if not wanted:
         return {}
-    probe = keras.Model(model.inputs, [model.get_layer(f"conv_{i}").output for i in wanted])
+    probe = keras.Model(model.inputs[0], [model.get_layer(f"conv_{i}").output for i in wanted])
     result = {i: np.zeros(net.layers[i].shape[2]) for i in wanted}
     for x in tensors:
         outs = probe(x, training=False)
