@@ -29,8 +29,10 @@ DEFAULT_NUM = 100
 
 
 def to_tflite(model, mode: str = "int8", io: str = "uint8",
-              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
-    """Convert a Keras model; `representative` yields calibration batches for int8."""
+              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
+              fast: bool = True) -> bytes:
+    """Convert a Keras model; `representative` yields calibration batches for int8, whose
+    ranges are measured by converters.ranges (`fast`) or TensorFlow's own calibrator."""
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -52,8 +54,9 @@ def to_tflite(model, mode: str = "int8", io: str = "uint8",
     # The Keras export prints its whole signature to stdout, and the MLIR quantizer writes
     # `fully_quantize: 0, inference_type: 6, ...` straight to fd 2; keep the user's screen
     # for our own progress and report.
+    from .ranges import fast_calibration
     with contextlib.redirect_stdout(StringIO()), warnings.catch_warnings(), \
-            native_stderr_captured():
+            native_stderr_captured(), (fast_calibration() if fast else contextlib.nullcontext()):
         warnings.simplefilter("ignore")
         return converter.convert()
 
