@@ -27,7 +27,7 @@ HOMOGENEOUS = ("linear", "leaky", "relu")
 PASS_THROUGH = ("maxpool", "upsample", "dropout", "empty", "avgpool")
 # s_c = (T / range_c) ** STRENGTH: 1 evens the activation ranges fully, 0 leaves them.
 # Measured on the real models (scripts/realmodels.py); see the README table.
-STRENGTH = 0.5
+STRENGTH = 0.3
 MAX_SCALE = 64.0  # a near-dead channel is not blown up into the consumers' weights
 
 
