@@ -193,11 +193,10 @@ def test_int8_needs_calibration_samples(converted):
         quantize(c.model, c.meta, "int8", None, 0, progress=False)
 
 
-def test_fast_calibration_measures_each_tensors_own_range(converted):
+def test_fast_calibration_gives_the_stock_calibrators_ranges(converted):
     """converters.ranges measures the ranges in LiteRT's interpreter instead of TensorFlow's
-    logging calibrator: no tensor gets a coarser step than the calibrator gives it, and the
-    0.1 x branch of addrelu, whose range the calibrator takes from the in-place ADD after
-    it, gets its own (a fifth of the ADD step on the sample photos)."""
+    logging calibrator, and keeps its figures (the in-place ADD's first input included):
+    every scale within float rounding, zero points within one step."""
     from ai_edge_litert.interpreter import Interpreter
 
     from converters.calibration import load_images
@@ -212,8 +211,6 @@ def test_fast_calibration_measures_each_tensors_own_range(converted):
                        for d in Interpreter(model_content=data).get_tensor_details()})
     fast, stock = params
     assert fast.keys() == stock.keys() and len(fast) > 50
-    for name, (scale, _) in stock.items():
-        assert fast[name][0] <= scale * (1 + 1e-5), name
-    mul, add = "yolo_1/leaky_0_1/mul", "yolo_1/leaky_0_1/add"
-    assert stock[mul][0] == pytest.approx(stock[add][0])  # the calibrator's error
-    assert fast[mul][0] < 0.25 * fast[add][0]  # [-5.2, 5.3] against [-5.2, 53.4]
+    for name, (scale, zero) in stock.items():
+        assert fast[name][0] == pytest.approx(scale, rel=1e-4), name
+        assert abs(fast[name][1] - zero) <= 1, name
