@@ -13,7 +13,7 @@ import shutil
 import sys
 
 from . import missing_tensorflow
-from .calibration import DEFAULT_CALIB, CalibrationError
+from .calibration import CalibrationError
 from .cfg import ConfigError, parse_cfg, parse_size
 from .cfg import FLAVORS
 from .darknet_data import DataError
@@ -86,8 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "--num images of its train list (unless --calib) and report "
                          "mAP@0.5 on its valid list's labels as `darknet detector map` "
                          "computes it, for the exact float model and for int8")
+    ap.add_argument("--explain", action="store_true",
+                    help="also name the layers that add the most int8 error (int8 against "
+                         "float intermediate tensors on calibration samples)")
     ap.add_argument("--report-json", metavar="FILE",
-                    help="also write the report as JSON (map50 with --data)")
+                    help="also write the report (Edge TPU ops, fidelity; map50 with --data) "
+                         "as JSON")
     ap.add_argument("--segments", type=positive_int, default=1, metavar="N",
                     help="also cut the int8 model into N segments with balanced parameters, "
                          "one per Edge TPU, run as a pipeline (1: no segments)")
@@ -109,18 +113,22 @@ def main(argv: list[str] | None = None) -> int:
         names = args.names or default_names(args.cfg, args.size)
         if not names:
             print(NO_NAMES_WARNING, file=sys.stderr)
-        from .accuracy import eval_images
+        from .accuracy import is_coco, split_images
         from .calibration import load_images
+        from .darknet import read_names
+        classes = parse_cfg(args.cfg, args.size).classes
+        coco = is_coco(read_names(names, classes) if names else (), classes)
         project = calib_paths = valid_paths = None
         if args.data:
             from .darknet_data import image_list, read_project, sample
             from .map50 import validation_set
             project = read_project(args.data)
-            valid_paths = validation_set(project, parse_cfg(args.cfg, args.size).classes)[0]
+            valid_paths = validation_set(project, classes)[0]
             if not args.calib:
                 calib_paths = sample(image_list(project, "train"), args.num)
-        calib_images = load_images(args.calib or calib_paths or list(DEFAULT_CALIB))
-        eval_paths = eval_images(args.calib or calib_paths, args.eval or valid_paths)
+        calib_files, eval_paths = split_images(args.calib or calib_paths,
+                                               args.eval or valid_paths, coco)
+        calib_images = load_images(calib_files)
 
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
         from .darknet import convert, exact_reference, summary
@@ -128,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(c, args.leaky))
 
         stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
+        from .equalize import equalized
         from .quantize import quantize, write
-        data = quantize(c.model, c.meta, "int8", None, args.num, args.io, images=calib_images)
+        q = equalized(c, calib_images)  # same float function, evener int8 ranges
+        data = quantize(q.model, q.meta, "int8", None, args.num, args.io, images=calib_images)
     except (ConfigError, WeightsError, CalibrationError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -164,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             compiled_ok = compile_model(Path(seg.path), Path(args.out_dir))[0] == 0 \
                 and compiled_ok
 
-    from .accuracy import measure, size_line
+    from .accuracy import measure, no_fidelity_reason, size_line
     fidelity = measure(exact_reference(c), c.meta, tflite_path, eval_paths) if eval_paths else None
     print("\nsummary")
     print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
-    print(f"  {fidelity.describe() if fidelity else 'fidelity: no held-out images (pass --eval)'}")
+    print(f"  {fidelity.describe() if fidelity else no_fidelity_reason(args.calib, coco)}")
     map_result = None
     if project is not None:
         from .map50 import describe, evaluate, keras_runner, tflite_runner
@@ -193,35 +203,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.segments > 1:
         print(f"  and {args.segments} segments: "
               + ",".join(s.path for s in segments))
+    if args.explain:
+        from .explain import explain
+        for line in explain(q, tflite_path, calib_images):
+            print(f"  {line}")
     if args.report_json:
-        write_report(args.report_json, {"map50": map_result} if map_result else {})
+        from .report import build_report, write_report
+        extra = {"map50": map_result} if map_result else {}
+        write_report(args.report_json, build_report(report, fidelity, **extra))
         print(f"  wrote {args.report_json}")
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)
     return 0 if report.all_mapped and compiled_ok and faithful else 1
 
 
-def write_report(path: str, report: dict) -> None:
-    """The report as JSON, written via a temporary name (never half a file)."""
-    import json
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(f"{path}.part", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(f"{path}.part", path)
-
 
 def fidelity_ok(fidelity, min_fidelity: float, leaky: str) -> bool:
-    """False, with one error line, when the int8 model is measurably below `min_fidelity`.
-    An unscorable report (the reference finds nothing) is a warning, not a failure: it says
-    nothing about the model, only about the images."""
-    if fidelity is None or fidelity.score is None or fidelity.score >= min_fidelity:
+    """False, with one error line, when the int8 model is below `min_fidelity` beyond doubt
+    (Fidelity.fails). An unscorable report (the reference finds nothing) or one on too few
+    reference detections is a warning, not a failure: it says little about the model,
+    only about the images."""
+    if fidelity is None or fidelity.score is None:
         return True
-    lost = fidelity.reference - fidelity.matched
+    losses = (f"loses {fidelity.lost} of the exact float model's {fidelity.reference} "
+              f"detections and adds {fidelity.unexplained}")
+    if not fidelity.fails(min_fidelity):
+        if not fidelity.judged and fidelity.score < min_fidelity:
+            print(f"warning: fidelity {fidelity.score:.2f} is below --min-fidelity "
+                  f"{min_fidelity:g} (the int8 model {losses}), but {fidelity.reference} "
+                  "reference detections are too few to judge; pass --eval with more images "
+                  "of your model's subjects", file=sys.stderr)
+        return True
     hint = (" (--leaky relu on weights trained with leaky: leave --leaky at addrelu)"
             if leaky == "relu" else " (try --leaky addrelu, or more --calib images)"
             if leaky != "addrelu" else " (try more --calib images from your deployment)")
     print(f"error: fidelity {fidelity.score:.2f} is below --min-fidelity {min_fidelity:g}: "
-          f"the int8 model loses {lost} of the exact float model's {fidelity.reference} "
-          f"detections{hint}", file=sys.stderr)
+          f"the int8 model {losses}{hint}", file=sys.stderr)
     return False
 
 

@@ -26,7 +26,7 @@ from yolo_tpu.metrics import iou_matrix, map50
 from yolo_tpu.preprocess import letterbox
 from yolo_tpu.sources import IMAGE_EXTENSIONS
 
-from .calibration import DEFAULT_EVAL, SAMPLES, expand
+from .calibration import DEFAULT_CALIB, DEFAULT_EVAL, SAMPLES, expand
 
 CONF, IOU = 0.25, 0.45  # the runtime's defaults: the reference's detections at these
 # The candidate is scored over all its detections down to this confidence, as mAP
@@ -55,16 +55,46 @@ def keras_detect(model, meta: ModelMeta, image_bgr: np.ndarray, conf: float = CO
     return postprocess(outs, [None] * len(outs), meta, box, conf, iou)
 
 
-def eval_images(calib: list[str] | None, eval_paths: list[str] | None) -> list[str]:
-    """Explicit --eval images, else the bundled photos not used for calibration."""
+# A fidelity on fewer reference detections than this cannot fail a conversion by itself:
+# one detection (or one score crossing 0.25) moves F1 by about 1/n, so below 20 a single
+# box costs more than 0.05, half the gap between a perfect model and --min-fidelity 0.9.
+MIN_REFERENCE = 20
+# With --calib and no --eval, every HOLD_OUT-th of the user's photos (sorted, from the
+# first) judges the int8 model and is not calibrated on.
+HOLD_OUT = 4
+COCO_NAMES = os.path.join(os.path.dirname(SAMPLES), "cfg", "coco.names")
+
+
+def is_coco(names: tuple[str, ...], classes: int) -> bool:
+    """Whether the model detects COCO's classes: its names are coco.names (or, without
+    names, it has COCO's 80 classes). Only such a model can be judged on the bundled photos."""
+    if not names:
+        return classes == 80
+    with open(COCO_NAMES, encoding="utf-8") as f:
+        return tuple(line.strip() for line in f if line.strip()) == tuple(names)
+
+
+def split_images(calib: list[str] | None, eval_paths: list[str] | None,
+                 coco: bool) -> tuple[list[str], list[str]]:
+    """(calibration files, fidelity images). Explicit --eval images judge; else with --calib
+    a deterministic part of the user's own photos is held out (never calibrated on); else
+    the bundled photos not used for calibration judge, for a COCO model only."""
     if eval_paths:
-        return expand(eval_paths)
+        return (expand(calib) if calib else list(DEFAULT_CALIB)), expand(eval_paths)
     if not calib:
-        return list(DEFAULT_EVAL)
-    used = {os.path.abspath(p) for p in expand(calib)}
-    pool = sorted(os.path.join(SAMPLES, f) for f in os.listdir(SAMPLES)
-                  if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)  # not photos.mp4
-    return [p for p in pool if os.path.abspath(p) not in used]
+        return list(DEFAULT_CALIB), (list(DEFAULT_EVAL) if coco else [])
+    files = expand(calib)
+    photos = [p for p in files if os.path.splitext(p)[1].lower() in IMAGE_EXTENSIONS]
+    held = photos[::HOLD_OUT] if len(photos) >= 2 else []
+    return [p for p in files if p not in held], held
+
+
+def no_fidelity_reason(calib: list[str] | None, coco: bool) -> str:
+    """Why there is no fidelity figure (split_images gave no images)."""
+    if not calib and not coco:
+        return ("fidelity: cannot judge: the bundled photos show COCO's classes, not this "
+                "model's; pass --calib (or --eval) with images of your model's subjects")
+    return "fidelity: no held-out images (pass --eval, or two or more photos to --calib)"
 
 
 def count_matched(candidates: Detections, reference: Detections, iou: float = 0.5) -> int:
@@ -115,15 +145,42 @@ class Fidelity:
         low-threshold count was not taken)."""
         return self.candidates - self.matched if self.extra is None else self.extra
 
+    @property
+    def lost(self) -> int:
+        return self.reference - self.matched
+
+    @property
+    def judged(self) -> bool:
+        """Enough reference detections for the score to judge the model (MIN_REFERENCE)."""
+        return self.reference >= MIN_REFERENCE
+
+    def fails(self, min_fidelity: float) -> bool:
+        """Below `min_fidelity` beyond doubt: with enough reference detections, or with so
+        many lost and extra that the score stays below even if the detections missing to
+        MIN_REFERENCE were all matched."""
+        if self.score is None or self.score >= min_fidelity:
+            return False
+        if self.judged:
+            return True
+        pad = MIN_REFERENCE - self.reference
+        padded = 2 * (self.matched + pad) / (MIN_REFERENCE + self.matched + pad
+                                              + self.unexplained)
+        return padded < min_fidelity
+
     def describe(self) -> str:
         on = (f"{len(self.images)} held-out image{'s' if len(self.images) != 1 else ''} "
               f"({', '.join(os.path.basename(p) for p in self.images)})")
         if self.score is None:
             return (f"fidelity: cannot score: the exact float model finds nothing on {on}; "
                     "pass --eval with images showing the model's classes")
-        return (f"fidelity {self.score:.2f} against the exact float model on {on}: "
+        text = (f"fidelity {self.score:.2f} against the exact float model on {on}: "
                 f"{self.matched} of {self.reference} reference detections matched at conf "
                 f"{CONF}, {self.unexplained} extra; mAP@0.5 {self.map50:.3f}")
+        if not self.judged:
+            text += (f"; too few to judge ({self.reference} reference detections, at least "
+                     f"{MIN_REFERENCE} needed: pass --eval with more images of your "
+                     "model's subjects)")
+        return text
 
 
 def measure(reference_model, meta: ModelMeta, tflite_path: str, images: list[str]) -> Fidelity:

@@ -17,11 +17,12 @@ from .accuracy import CANDIDATE_CONF, CONF, IOU
 
 
 def darknet_detections(cfg: str, weights: str, images: list[str],
-                       names: tuple[str, ...] = ()) -> list[Detections]:
-    """Darknet's detections (thresh 0.25, NMS 0.45) for each image, as Detections."""
-    from .darknet_ref import Darknet
+                       names: tuple[str, ...] = (), ref=None) -> list[Detections]:
+    """Darknet's detections (thresh 0.25, NMS 0.45) for each image, as Detections; `ref`
+    is the darknet build (darknet_ref.DEBIAN by default, ALEXEYAB for its models)."""
+    from .darknet_ref import DEBIAN, Darknet
     result = []
-    with Darknet(cfg, weights) as dn:
+    with Darknet(cfg, weights, ref or DEBIAN) as dn:
         for path in images:
             dets = dn.detect(path, CONF, IOU)
             result.append(Detections.from_arrays(
@@ -37,6 +38,8 @@ def model_detections(model: str, images: list[str], conf: float = CANDIDATE_CONF
     return [detector(cv2.imread(p)) for p in images]
 
 
-def agreement(model: str, truths: list[Detections], images: list[str]) -> float:
-    """mAP@0.5 of `model`'s detections with `truths` (one per image) as ground truth."""
-    return map50(model_detections(model, images), truths)
+def agreement(model: str, truths: list[Detections], images: list[str],
+              conf: float = CANDIDATE_CONF) -> float:
+    """mAP@0.5 of `model`'s detections (down to `conf`) with `truths` (one per image) as
+    ground truth."""
+    return map50(model_detections(model, images, conf), truths)

@@ -29,8 +29,10 @@ DEFAULT_NUM = 100
 
 
 def to_tflite(model, mode: str = "int8", io: str = "uint8",
-              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
-    """Convert a Keras model; `representative` yields calibration batches for int8."""
+              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
+              fast: bool = True) -> bytes:
+    """Convert a Keras model; `representative` yields calibration batches for int8, whose
+    ranges are measured by converters.ranges (`fast`) or TensorFlow's own calibrator."""
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -52,8 +54,9 @@ def to_tflite(model, mode: str = "int8", io: str = "uint8",
     # The Keras export prints its whole signature to stdout, and the MLIR quantizer writes
     # `fully_quantize: 0, inference_type: 6, ...` straight to fd 2; keep the user's screen
     # for our own progress and report.
+    from .ranges import fast_calibration
     with contextlib.redirect_stdout(StringIO()), warnings.catch_warnings(), \
-            native_stderr_captured():
+            native_stderr_captured(), (fast_calibration() if fast else contextlib.nullcontext()):
         warnings.simplefilter("ignore")
         return converter.convert()
 
@@ -127,7 +130,7 @@ def add_calibration_args(ap: argparse.ArgumentParser) -> None:
     """--calib, --num, --io, --eval, --min-fidelity: one definition for converters and
     converters.quantize."""
     from .__main__ import fraction, positive_int
-    from .accuracy import MIN_FIDELITY
+    from .accuracy import HOLD_OUT, MIN_FIDELITY
     ap.add_argument("--calib", nargs="+", metavar="PATH",
                     help="calibration images/videos: files, folders or globs (default: "
                          f"{', '.join(os.path.basename(p) for p in DEFAULT_CALIB)} from samples/)")
@@ -135,8 +138,9 @@ def add_calibration_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--io", choices=("uint8", "int8"), default="uint8",
                     help="type of the int8 model's input and outputs")
     ap.add_argument("--eval", nargs="+", metavar="PATH",
-                    help="images for the fidelity report (default: the sample photos not "
-                         "used for calibration)")
+                    help="images for the fidelity report (default: every "
+                         f"{HOLD_OUT}th --calib photo, held out of calibration; without "
+                         "--calib, the sample photos not calibrated on, for a COCO model)")
     ap.add_argument("--min-fidelity", type=fraction, default=MIN_FIDELITY,
                     help="exit 1 when the int8 model's fidelity to the exact float model "
                          "(F1 of matched detections at conf 0.25) is below this; 0 accepts any")
@@ -157,18 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     if problem := missing_tensorflow():
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from .accuracy import eval_images, measure, size_line
+    from .accuracy import is_coco, measure, no_fidelity_reason, size_line, split_images
     from .calibration import load_images
-    try:
-        images = load_images(args.calib or list(DEFAULT_CALIB)) if args.mode == "int8" else None
-        eval_paths = eval_images(args.calib, args.eval)
-    except CalibrationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     from .keras_model import load_model
     try:
         model, meta = load_model(args.model)
     except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    coco = is_coco(meta.names, meta.classes)
+    try:
+        calib_files, eval_paths = split_images(args.calib, args.eval, coco)
+        images = load_images(calib_files) if args.mode == "int8" else None
+    except CalibrationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     data = quantize(model, meta, args.mode, None, args.num, args.io, images=images)
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             f.write(c_array(data, c_name(args.output)))
         print(f"wrote {args.c_array}")
     if not eval_paths:
-        print("fidelity: no held-out images (pass --eval)")
+        print(no_fidelity_reason(args.calib, coco))
         return 0
     if meta.leaky == "relu":
         print(f"note: {args.model} was built with --leaky relu, so the reference below is its "

@@ -24,7 +24,7 @@ def convert_cli(*args, cwd=ROOT):
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("default")
-    return out, convert_cli("--out-dir", str(out))
+    return out, convert_cli("--out-dir", str(out), "--report-json", str(out / "report.json"))
 
 
 def test_default_conversion_gives_darknets_detections(default_run, need_darknet):
@@ -39,6 +39,19 @@ def test_default_conversion_gives_darknets_detections(default_run, need_darknet)
     images = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
     truths = darknet_detections(str(CFG), str(WEIGHTS), images)
     assert agreement(str(model), truths, images) >= 0.97
+
+
+def test_report_json_says_what_the_summary_says(default_run):
+    import json
+    out, r = default_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["edgetpu"] == {"mapped": 57, "ops": 57}
+    assert "ops on the Edge TPU (predicted): 57 of 57" in r.stdout
+    fid = report["fidelity"]
+    assert (fid["matched"], fid["reference"], fid["extra"]) == (6, 6, 0) and fid["score"] == 1.0
+    assert [p.rsplit("/", 1)[-1] for p in fid["images"]] == ["kite.jpg", "eagle.jpg", "giraffe.jpg"]
+    # 6 reference detections are too few to judge a model by: the report says so
+    assert fid["judged"] is False and "too few to judge (6 reference detections" in r.stdout
 
 
 def test_conversion_output_has_no_library_noise(default_run):
@@ -120,3 +133,52 @@ def test_fidelity_counts_what_the_user_sees():
     f = Fidelity(("a.jpg",), reference=1, candidates=3, matched=1, map50=1.0, extra=1)
     assert f.score == pytest.approx(2 / 3) and "1 of 1 reference detections matched at conf " \
         "0.25, 1 extra" in f.describe()
+
+
+def test_own_photos_judge_and_too_few_detections_only_warn(tmp_path):
+    """--calib without --eval: every 4th of the user's photos is held out of calibration and
+    judges the model; the bundled COCO photos judge only a COCO model."""
+    from converters.accuracy import HOLD_OUT, is_coco, split_images
+    from converters.calibration import DEFAULT_CALIB, DEFAULT_EVAL
+    photos = []
+    for i in range(7):
+        photos.append(tmp_path / f"p{i}.jpg")
+        photos[-1].write_bytes((SAMPLES / "dog.jpg").read_bytes())
+    calib, held = split_images([str(tmp_path)], None, coco=False)
+    assert HOLD_OUT == 4 and held == [str(photos[0]), str(photos[4])]
+    assert not set(calib) & set(held) and len(calib) + len(held) == 7
+    assert split_images(None, None, coco=False) == (list(DEFAULT_CALIB), [])
+    assert split_images(None, None, coco=True) == (list(DEFAULT_CALIB), list(DEFAULT_EVAL))
+    assert split_images([str(photos[0])], [str(photos[1])], coco=False)[1] == [str(photos[1])]
+    coco = tuple((ROOT / "cfg" / "coco.names").read_text().split("\n")[:80])
+    assert is_coco(coco, 80) and is_coco((), 80)
+    assert not is_coco(("body",), 1) and not is_coco(coco[:79] + ("mask",), 80)
+
+
+def test_fidelity_fails_only_beyond_doubt():
+    from converters.accuracy import MIN_REFERENCE, Fidelity
+    # the face-mask case: the one reference detection found, plus one extra
+    one = Fidelity(("a.png",), reference=1, candidates=2, matched=1, map50=1.0, extra=1)
+    assert one.score < 0.9 and not one.judged and not one.fails(0.9)
+    assert "too few to judge (1 reference detections" in one.describe()
+    # --leaky relu on leaky weights: all 6 lost, a failure even on 6
+    relu = Fidelity(("a.png",), reference=6, candidates=0, matched=0, map50=0.0, extra=0)
+    assert relu.fails(0.9)
+    # enough reference detections: the score decides
+    many = Fidelity(("a.png",), reference=MIN_REFERENCE, candidates=16, matched=16,
+                    map50=0.9, extra=0)
+    assert many.judged and many.fails(0.9) and not many.fails(0.85)
+
+
+def test_too_few_detections_warn_and_pass():
+    """A model judged on too few detections warns with what it lost and added, exit 0."""
+    import contextlib
+    import io
+
+    from converters.__main__ import fidelity_ok
+    from converters.accuracy import Fidelity
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        ok = fidelity_ok(Fidelity(("a.png",), 1, 2, 1, 1.0, 1), 0.9, "addrelu")
+    assert ok and err.getvalue().startswith("warning: fidelity 0.67 is below --min-fidelity")
+    assert "loses 0 of the exact float model's 1 detections and adds 1" in err.getvalue()

@@ -191,3 +191,26 @@ def test_int8_needs_calibration_samples(converted):
     c = converted("maximum")
     with pytest.raises(CalibrationError, match="at least 1 calibration sample"):
         quantize(c.model, c.meta, "int8", None, 0, progress=False)
+
+
+def test_fast_calibration_gives_the_stock_calibrators_ranges(converted):
+    """converters.ranges measures the ranges in LiteRT's interpreter instead of TensorFlow's
+    logging calibrator, and keeps its figures (the in-place ADD's first input included):
+    every scale within float rounding, zero points within one step."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.calibration import load_images
+    from converters.quantize import calibration_feed, to_tflite
+    c = converted("addrelu")
+    images = load_images([str(SAMPLES / "dog.jpg"), str(SAMPLES / "kite.jpg")])
+    params = []
+    for fast in (True, False):
+        data = to_tflite(c.model, "int8", "uint8", calibration_feed(images, 6, c.meta, False),
+                         fast=fast)
+        params.append({d["name"]: d["quantization"]
+                       for d in Interpreter(model_content=data).get_tensor_details()})
+    fast, stock = params
+    assert fast.keys() == stock.keys() and len(fast) > 50
+    for name, (scale, zero) in stock.items():
+        assert fast[name][0] == pytest.approx(scale, rel=1e-4), name
+        assert abs(fast[name][1] - zero) <= 1, name
