@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
+from yolo_tpu.meta import NMS_KINDS  # one list for the cfg and the metadata
+
 
 class ConfigError(ValueError):
     """A cfg the converter cannot build: the message names file, line and problem."""
@@ -117,7 +119,6 @@ HEAD_KINDS = ("yolo", "region")
 # relu with a warning; here it is an error.
 ACTIVATIONS = ("linear", "leaky", "relu", "relu6", "logistic", "tanh", "swish", "mish",
                "hard_mish")
-from yolo_tpu.meta import NMS_KINDS  # noqa: E402  (one list for cfg and metadata)
 
 # The largest value yolo_tpu builds, per integer key (any section): beyond these a cfg is
 # damaged or hostile (`width=100000000` would be a 465 GiB tensor, `num=2147483648` an

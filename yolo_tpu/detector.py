@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .backends import make_interpreter
 from .decode import decode_heads
 from .detections import Detections
 from .meta import METADATA_KEY, ModelMeta
+from .model_trial import ModelError, load_interpreter
 from .nms import nms
 from .pipeline import SegmentedModel, SegmentsError, model_paths, segment_info
 from .preprocess import Letterbox, letterbox
@@ -27,10 +27,6 @@ from .preprocess import Letterbox, letterbox
 log = logging.getLogger("yolo_tpu")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 SIDECAR_SUFFIX = ".yolo_tpu.json"
-
-
-class ModelError(ValueError):
-    """A model file the runtime cannot use: the message names the file and the problem."""
 
 
 def metadata_sources(path: str) -> list[str]:
@@ -139,7 +135,7 @@ class Detector:
                 self.meta, self.compiled = read_model_info(paths[-1])  # the last: the heads
             else:
                 self.meta, self.compiled = read_model_info(paths[0])
-                self.interpreter, self.backend = make_interpreter(paths[0], device,
+                self.interpreter, self.backend = load_interpreter(paths[0], device,
                                                                   self.compiled)
         except SegmentsError as e:
             raise ModelError(str(e)) from None
@@ -212,7 +208,11 @@ class Detector:
             outputs = self._chain.run(tensor)
             return [outputs[i] for i in self._outputs]
         self.interpreter.set_tensor(self._input_index, tensor)
-        self.interpreter.invoke()
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as e:  # LiteRT's error for an op it cannot run on this input
+            raise ModelError(f"{self.model_path}: inference failed: "
+                             f"{' '.join(str(e).split())}") from None
         return [self.interpreter.get_tensor(i) for i in self._outputs]
 
     @property
