@@ -178,9 +178,16 @@ class Detector:
             if d is None:
                 raise ModelError(f"{self.model_path}: no output of grid {grid[1]}x{grid[0]} "
                                  f"for the stride-{head.stride} head")
+            channels = int(d["shape"][3])
+            if channels != len(head.mask) * (5 + self.meta.classes):
+                raise ModelError(f"{self.model_path}: the stride-{head.stride} output has "
+                                 f"{channels} channels, but its metadata says "
+                                 f"{len(head.mask)} anchors x (5 + {self.meta.classes} classes)")
             indices.append(d["index"])
             scale, zero_point = d["quantization"]
             quant.append((float(scale), int(zero_point)) if d["dtype"] != np.float32 else None)
+            if head.new_coords and quant[-1] is not None:
+                _check_logistic(self.model_path, head, d["dtype"], *quant[-1])
         return indices, quant
 
     def preprocess(self, image_bgr: np.ndarray,
@@ -269,6 +276,18 @@ def postprocess(outputs: list[np.ndarray], quant: list, meta: ModelMeta, box: Le
     if not inside.all():
         xyxy, keep = xyxy[inside], keep[inside]
     return Detections.from_arrays(xyxy, scores[keep], class_ids[keep], meta.names)
+
+
+def _check_logistic(path: str, head, dtype, scale: float, zero_point: int) -> None:
+    """A new_coords head decodes its outputs as probabilities (its convolution ends in the
+    logistic): a quantized range reaching well outside [0, 1] says the model's outputs are
+    raw logits, so the metadata's new_coords is wrong and every score would exceed 1."""
+    info = np.iinfo(dtype)
+    low, high = (info.min - zero_point) * scale, (info.max - zero_point) * scale
+    if low < -0.1 or high > 1.1:
+        raise ModelError(f"{path}: metadata says the stride-{head.stride} head has new_coords "
+                         f"(logistic outputs), but its output ranges {low:.3g}..{high:.3g}: "
+                         "the metadata does not belong to this model")
 
 
 def _input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray | None:
