@@ -472,3 +472,89 @@ def test_cli_hostile_inputs_one_line(tiny_model, tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert expect in r.stderr.strip().splitlines()[-1]
     count("CLI", 3)
+
+
+# --- the issue's named cases, each one line now (each was a traceback or silence) ---------
+
+def _meta_with(**edits) -> bytes:
+    d = json.loads(json.dumps(GOOD_META))
+    for key, value in edits.items():
+        if key.startswith("head_"):
+            d["heads"][0][key[5:]] = value
+        else:
+            d[key] = value
+    return json.dumps(d).encode()
+
+
+@pytest.mark.parametrize("payload,expect", [
+    (b"null", "not an object"), (b'"text"', "not an object"),
+    (b"[" * 100000 + b"]" * 100000, "nested"),
+    (_meta_with(head_mask=[]), "'mask'"), (_meta_with(head_stride=0), "'stride'"),
+    (_meta_with(nms_kind="fastnms"), "'nms_kind'"),
+    (_meta_with(head_mask=[0, 1, 2], head_anchors=[[10, 14]]), "3 mask entries but 1 anchors"),
+])
+def test_named_metadata_cases(payload, expect):
+    from yolo_tpu.meta import ModelMeta
+    with pytest.raises(ValueError, match=expect.replace("[", r"\[")) as e:
+        ModelMeta.from_json(payload)
+    one_line(e.value)
+
+
+def test_new_coords_flipped_is_refused(tiny_model, tmp_path, monkeypatch):
+    """new_coords set on a model whose head outputs logits: every score would exceed 1."""
+    from yolo_tpu.detector import Detector, ModelError
+    from yolo_tpu.tflite_file import add_metadata, read_metadata
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    raw = tiny_model.read_bytes()
+    meta = json.loads(read_metadata(raw)["yolo_tpu"])
+    meta["heads"][0]["new_coords"] = True
+    model = tmp_path / "flipped.tflite"
+    model.write_bytes(add_metadata(raw, {"yolo_tpu": json.dumps(meta).encode()}))
+    with pytest.raises(ModelError, match="new_coords"):
+        Detector(str(model), "cpu")
+    Detector(str(tiny_model), "cpu")  # the model as converted loads
+
+
+@pytest.mark.parametrize("edit,expect", [
+    (lambda t: t.replace("[maxpool]", "[sam]\nfrom=\n[maxpool]", 1), "exactly one 'from'"),
+    (lambda t: t.replace("[maxpool]", "[scale_channels]\nfrom=-1,-2\n[maxpool]", 1),
+     "exactly one 'from'"),
+    (lambda t: t.replace("num=3", "num=2147483648"), "num=2147483648"),
+    (lambda t: t.replace("width=64", "width=100000000"), "width=100000000"),
+    (lambda t: t.replace("filters=21", "filters=100000000000"), "out of range"),
+])
+def test_named_cfg_cases(tmp_path, edit, expect):
+    from converters.cfg import ConfigError, parse_cfg
+    path = tmp_path / "m.cfg"
+    path.write_text(edit(TINY_CFG.read_text()))
+    with pytest.raises(ConfigError, match=expect) as e:
+        parse_cfg(str(path))
+    assert f"{path}:" in str(e.value)
+
+
+@pytest.mark.parametrize("where,value,expect", [
+    ("kernel", float("nan"), "non-finite"), ("bias", float("inf"), "non-finite"),
+    ("variance", -0.5, "negative batch-norm variance")])
+def test_named_weights_cases(tmp_path, where, value, expect):
+    from converters.cfg import parse_cfg
+    from converters.weights import WeightsError, load_weights, write_weights
+    net = parse_cfg(str(TINY_CFG))
+    path = tmp_path / "w.weights"
+    write_weights(str(path), net, np.random.default_rng(0))
+    data = bytearray(path.read_bytes())
+    # first convolution (8 filters, BN): bias[0:8], scales, mean, variance, then kernel
+    offset = 20 + 4 * {"bias": 0, "variance": 24, "kernel": 40}[where]
+    data[offset:offset + 4] = struct.pack("<f", value)
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=expect) as e:
+        load_weights(str(path), net)
+    assert "tiny64.cfg:6" in str(e.value)  # the layer's cfg line
+
+
+def test_eval_of_a_zero_byte_image_is_refused(tmp_path):
+    from converters.accuracy import eval_images
+    from converters.calibration import CalibrationError
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(CalibrationError, match="empty file"):
+        eval_images(None, [str(empty)])
