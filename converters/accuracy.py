@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from yolo_tpu.detections import Detections
@@ -24,9 +23,9 @@ from yolo_tpu.detector import Detector, postprocess
 from yolo_tpu.meta import ModelMeta
 from yolo_tpu.metrics import iou_matrix, map50
 from yolo_tpu.preprocess import letterbox
-from yolo_tpu.sources import IMAGE_EXTENSIONS
+from yolo_tpu.sources import IMAGE_EXTENSIONS, is_video_name
 
-from .calibration import DEFAULT_CALIB, DEFAULT_EVAL, SAMPLES, expand
+from .calibration import DEFAULT_CALIB, DEFAULT_EVAL, SAMPLES, CalibrationError, expand, read_image
 
 CONF, IOU = 0.25, 0.45  # the runtime's defaults: the reference's detections at these
 # The candidate is scored over all its detections down to this confidence, as mAP
@@ -80,7 +79,13 @@ def split_images(calib: list[str] | None, eval_paths: list[str] | None,
     a deterministic part of the user's own photos is held out (never calibrated on); else
     the bundled photos not used for calibration judge, for a COCO model only."""
     if eval_paths:
-        return (expand(calib) if calib else list(DEFAULT_CALIB)), expand(eval_paths)
+        files = expand(eval_paths)
+        for path in files:  # a fidelity figure over fewer images than asked misleads
+            if is_video_name(path):
+                raise CalibrationError(f"--eval {path}: a video; --eval takes images")
+            if (problem := read_image(path)[1]) is not None:
+                raise CalibrationError(f"--eval {path}: {problem}")
+        return (expand(calib) if calib else list(DEFAULT_CALIB)), files
     if not calib:
         return list(DEFAULT_CALIB), (list(DEFAULT_EVAL) if coco else [])
     files = expand(calib)
@@ -188,7 +193,7 @@ def measure(reference_model, meta: ModelMeta, tflite_path: str, images: list[str
     detector = Detector(tflite_path, device="cpu", conf=CANDIDATE_CONF, iou=IOU)
     lows, preds, used = [], [], []
     for path in images:
-        image = cv2.imread(path)
+        image, _ = read_image(path)
         if image is None:
             continue
         used.append(path)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from yolo_tpu.image_header import image_format, oversize
 from yolo_tpu.preprocess import letterbox
 from yolo_tpu.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SourceError, is_video_name
 from yolo_tpu.sources import expand as expand_path
@@ -58,8 +59,27 @@ def read_frames(path: str, max_frames: int = 50) -> list[np.ndarray]:
             index += 1
         cap.release()
         return frames
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    image, _ = read_image(path)
     return [] if image is None else [image]
+
+
+def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
+    """(BGR image, None), or (None, why not): an empty file, a header claiming more pixels
+    than yolo_tpu decodes (checked before decoding), or data OpenCV cannot decode."""
+    try:
+        raw = np.fromfile(path, np.uint8)
+    except OSError as e:
+        return None, f"cannot read: {e.strerror or e}"
+    if raw.size == 0:
+        return None, "empty file"
+    data = raw.tobytes()
+    if problem := oversize(data, image_format(data)):
+        return None, problem
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        return None, f"OpenCV refuses it: {(e.err or str(e)).strip()}"
+    return (image, None) if image is not None else (None, "not a decodable image")
 
 
 def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable
+
+from yolo_tpu.meta import NMS_KINDS  # one list for the cfg and the metadata
 
 
 class ConfigError(ValueError):
@@ -120,7 +123,18 @@ HEAD_KINDS = ("yolo", "region")
 # relu with a warning; here it is an error.
 ACTIVATIONS = ("linear", "leaky", "relu", "relu6", "logistic", "tanh", "swish", "mish",
                "hard_mish")
-NMS_KINDS = ("default", "greedynms", "diounms")
+
+# The largest value yolo_tpu builds, per integer key (any section): beyond these a cfg is
+# damaged or hostile (`width=100000000` would be a 465 GiB tensor, `num=2147483648` an
+# 18 GB anchor list), not a model. Any other integer key is bounded by INT_LIMIT.
+INT_LIMITS: dict[str, int] = {
+    "width": 8192, "height": 8192, "channels": 64, "filters": 16384, "size": 64,
+    "stride": 64, "stride_x": 64, "stride_y": 64, "dilation": 64, "padding": 256,
+    "groups": 16384, "group_id": 16384, "num": 1024, "classes": 100000, "coords": 64,
+    "mask": 1024,
+}
+INT_LIMIT = 2 ** 31 - 1
+MAX_TENSOR = 2 ** 30  # elements of one layer's output (4 GiB as float32)
 
 # What the Debian (pjreddie 2018) darknet reads; a cfg using anything beyond it was written
 # for AlexeyAB's darknet, whose detector stretches images and normalizes batch norm with
@@ -272,23 +286,35 @@ class _Reader:
     def has(self, key: str) -> bool:
         return key in self.s.values
 
+    def bounded(self, key: str, value: int) -> int:
+        """`value` if within INT_LIMITS[key] in magnitude, else an error naming the line."""
+        limit = INT_LIMITS.get(key, INT_LIMIT)
+        if abs(value) > limit:
+            self.fail(f"'{key}={self.s.values[key].strip()}' is out of range: yolo_tpu builds "
+                      f"at most {limit} (a damaged cfg?)", key)
+        return value
+
     def int(self, key: str, default: int | None = None) -> int:
         if key not in self.s.values:
             if default is None:
                 self.fail(f"[{self.s.name}] needs '{key}'")
             return default
         try:
-            return int(self.s.values[key])
+            value = int(self.s.values[key])
         except ValueError:
             self.fail(f"'{key}' must be an integer, got {self.s.values[key]!r}", key)
+        return self.bounded(key, value)
 
     def float(self, key: str, default: float) -> float:
         if key not in self.s.values:
             return default
         try:
-            return float(self.s.values[key])
+            value = float(self.s.values[key])
         except ValueError:
             self.fail(f"'{key}' must be a number, got {self.s.values[key]!r}", key)
+        if not math.isfinite(value):
+            self.fail(f"'{key}' must be a finite number, got {self.s.values[key]!r}", key)
+        return value
 
     def ints(self, key: str, default: list[int] | None = None) -> list[int]:
         if key not in self.s.values:
@@ -296,15 +322,24 @@ class _Reader:
                 self.fail(f"[{self.s.name}] needs '{key}'")
             return default
         try:
-            return [int(v) for v in self.s.values[key].split(",") if v.strip()]
+            values = [int(v) for v in self.s.values[key].split(",") if v.strip()]
         except ValueError:
             self.fail(f"'{key}' must be a list of integers, got {self.s.values[key]!r}", key)
+        if len(values) > INT_LIMITS.get(key, 1024):
+            self.fail(f"'{key}' lists {len(values)} values: yolo_tpu builds at most "
+                      f"{INT_LIMITS.get(key, 1024)}", key)
+        for value in values:
+            self.bounded(key, value)
+        return values
 
     def floats(self, key: str) -> list[float]:
         try:
-            return [float(v) for v in self.s.values.get(key, "").split(",") if v.strip()]
+            values = [float(v) for v in self.s.values.get(key, "").split(",") if v.strip()]
         except ValueError:
             self.fail(f"'{key}' must be a list of numbers, got {self.s.values[key]!r}", key)
+        if not all(math.isfinite(v) for v in values):
+            self.fail(f"'{key}' must hold finite numbers, got {self.s.values[key]!r}", key)
+        return values
 
     def darknet_list(self, key: str, kind: type = builtins.float) -> list:
         """A comma list as parse_yolo reads it: one entry per comma-separated piece, an empty
@@ -407,6 +442,9 @@ def parse_cfg(path: str, size: tuple[int, int] | None = None,
     net = _Reader(path, net_section)
     width, height = size or (net.int("width", 416), net.int("height", 416))
     channels = net.int("channels", 3)
+    if size and max(size) > INT_LIMITS["width"]:
+        raise ConfigError(f"{path}: --size {width}x{height} is out of range: yolo_tpu builds "
+                          f"at most {INT_LIMITS['width']} a side")
     if width <= 0 or height <= 0 or width % 32 or height % 32:
         where = f"{path}: --size" if size else f"{path}:{net_section.line}: [net]"
         raise ConfigError(f"{where}: input size {width}x{height} is not a multiple of 32"
@@ -434,6 +472,9 @@ def parse_cfg(path: str, size: tuple[int, int] | None = None,
         r.refuse_unless("dontload", 0, "not loading a layer's weights")
         r.refuse_unless("dontloadscales", 0, "not loading a layer's batch-norm values")
         params, inputs, shape = BUILDERS[section.name](r, index, layers, shape)
+        if shape[0] * shape[1] * shape[2] > MAX_TENSOR:
+            r.fail(f"[{section.name}] outputs {shape[1]}x{shape[0]}x{shape[2]} values, more "
+                   f"than the {MAX_TENSOR} yolo_tpu builds in one layer")
         layers.append(Layer(index, section.name, section.line, params, inputs, shape,
                             dict(section.lines)))
     result = Network(path, width, height, channels, layers, flavor, letter_box, reason,
@@ -639,7 +680,11 @@ def _activation_layer(r: _Reader, index: int, layers: list[Layer], shape):
 def _multiply(r: _Reader, index: int, layers: list[Layer], shape):
     """[sam]: previous x layer `from`, element-wise. [scale_channels]: layer `from` (h, w, c)
     scaled per channel by the previous layer (1, 1, c). The output has `from`'s shape."""
-    (source,) = r.ints("from")
+    sources = r.ints("from", [])
+    if len(sources) != 1:
+        r.fail(f"[{r.s.name}] needs exactly one 'from' layer, got {len(sources)}",
+               "from" if r.has("from") else None)
+    (source,) = sources
     target = _route_index(r, index, source, "from")
     other = layers[target].shape
     if r.s.name == "sam" and other != shape:
@@ -669,6 +714,9 @@ def _anchors(r: _Reader, num: int) -> list[tuple[float, float]]:
     """make_yolo_layer sets all 2*num biases to .5, then parse_yolo reads the first 2*num
     numbers of `anchors` over them: a short list leaves 0.5-pixel anchors, as darknet runs."""
     flat = r.darknet_list("anchors") if r.has("anchors") else []
+    if not all(math.isfinite(v) and v >= 0 for v in flat):
+        r.fail(f"'anchors' must be sizes (finite, not negative), got {r.s.values['anchors']!r}",
+               "anchors")
     if r.s.name == "region" and len(flat) > 2 * num:
         r.fail(f"'anchors' has {len(flat)} numbers; num={num} reads {2 * num} (darknet's "
                "[region] writes the rest past its anchor table)", "anchors")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cfg import Network
+from .cfg import Network, cfg_line
 
 
 class WeightsError(ValueError):
@@ -54,11 +54,30 @@ def read_header(data: bytes, path: str) -> tuple[tuple[int, int, int, int], int]
     """(major, minor, revision, seen) and the header's length in bytes."""
     if len(data) < 16:
         raise WeightsError(f"{path}: {len(data)} bytes is too short for a darknet weights header")
-    major, minor, revision = np.frombuffer(data, "<i4", 3)
+    major, minor, revision = (int(v) for v in np.frombuffer(data, "<i4", 3))
     # Darknet writes `seen` as size_t (8 bytes) from version 0.2 on, int32 before.
     wide = major * 10 + minor >= 2 and major < 1000 and minor < 1000
+    if wide and len(data) < 20:
+        raise WeightsError(f"{path}: {len(data)} bytes is too short for a darknet weights "
+                           f"header of version {major}.{minor} (20 bytes)")
     seen = int(np.frombuffer(data, "<i8" if wide else "<i4", 1, 12)[0])
-    return (int(major), int(minor), int(revision), seen), 20 if wide else 16
+    return (major, minor, revision, seen), 20 if wide else 16
+
+
+def check_values(path: str, net: Network, layer, what: str, values: np.ndarray,
+                 variance: bool = False) -> None:
+    """Refuse NaN/Inf (and negative batch-norm variances), naming the layer's cfg line:
+    darknet would run them and detect nothing, and int8 calibration cannot range them."""
+    bad = ~np.isfinite(values)
+    problem = "non-finite (NaN or Inf)"
+    if not bad.any() and variance:
+        bad, problem = values < 0, "negative"
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise WeightsError(
+            f"{path}: {int(bad.sum())} {problem} {what} value{'s' * (int(bad.sum()) != 1)} "
+            f"(first: index {first}, {values[first]!r}) in the [convolutional] layer "
+            f"{layer.index} at {cfg_line(net, layer)}: a damaged weights file")
 
 
 def load_weights(path: str, net: Network) -> dict[int, ConvWeights]:
@@ -96,14 +115,20 @@ def load_weights(path: str, net: Network) -> dict[int, ConvWeights]:
         p = layer.params
         n, size, c = p["filters"], p["size"], in_channels[layer.index] // p["groups"]
         bias = take(n).astype(np.float64)
+        check_values(path, net, layer, "bias", bias)
         if p["batch_normalize"]:
             scales, mean, var = take(n), take(n), take(n)
+            check_values(path, net, layer, "batch-norm scale", scales)
+            check_values(path, net, layer, "batch-norm mean", mean)
+            check_values(path, net, layer, "batch-norm variance", var, variance=True)
             factor = scales.astype(np.float64) / _bn_denominator(var.astype(np.float64),
                                                                  net.flavor)
             bias = bias - mean * factor
         else:
             factor = np.ones(n)
-        kernel = take(n * c * size * size).reshape(n, c, size, size).astype(np.float64)
+        kernel = take(n * c * size * size)
+        check_values(path, net, layer, "kernel", kernel)
+        kernel = kernel.reshape(n, c, size, size).astype(np.float64)
         kernel = kernel * factor[:, None, None, None]
         result[layer.index] = ConvWeights(
             kernel=np.ascontiguousarray(kernel.transpose(2, 3, 1, 0), dtype=np.float32),

@@ -50,3 +50,15 @@ def tiny_int8_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "yolov3-tiny_int8.tflite"
     path.write_bytes(quantize(c.model, c.meta, "int8", None, 100, progress=False))
     return path
+
+
+FUZZ_COUNTS: dict[str, int] = {}  # reader -> cases run by tests/test_fuzz.py
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz suite's case count per reader, in every run's output (not only with -s)."""
+    if FUZZ_COUNTS:
+        terminalreporter.section("fuzz cases per reader")
+        for reader, n in sorted(FUZZ_COUNTS.items()):
+            terminalreporter.write_line(f"{reader:<28}{n:>6}")
+        terminalreporter.write_line(f"{'total':<28}{sum(FUZZ_COUNTS.values()):>6}")

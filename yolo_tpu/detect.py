@@ -29,6 +29,7 @@ import numpy as np
 
 from . import __version__
 from .backends import BackendError, parse_device
+from .image_header import image_format, oversize
 from .sources import SourceError, SourceSpec, camera_spec, expand_image_args, source_spec, \
     video_spec
 from .text import counted
@@ -39,9 +40,6 @@ DEFAULT_MODEL = os.path.join("build", "yolov3-tiny_int8.tflite")
 
 log = logging.getLogger("yolo_tpu")
 
-# Leading bytes -> format name, to say *what* is wrong with a file OpenCV will not decode.
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"),
-          (b"GIF8", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 # ANYCOLOR|ANYDEPTH rather than IMREAD_UNCHANGED: grey stays one channel and 16 bit stays
 # 16 bit as with UNCHANGED, but the EXIF orientation is applied (UNCHANGED ignores it, so a
 # phone photo would be detected sideways); alpha is dropped, which letterbox would do anyway.
@@ -53,12 +51,6 @@ class ImageError(ValueError):
 
 
 # ---------------------------------------------------------------- reading images
-
-def _format(raw: bytes) -> str | None:
-    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
-        return "WebP"
-    return next((name for magic, name in _MAGIC if raw.startswith(magic)), None)
-
 
 def _truncation(raw: bytes, fmt: str | None) -> str | None:
     """Why a JPEG/PNG is cut short, or None: checked before decoding, as libpng would
@@ -90,11 +82,16 @@ def read_image(path: str) -> np.ndarray:
     if raw.size == 0:
         raise ImageError("empty file")
     head = raw[:16].tobytes()
-    fmt = _format(head)
-    reason = _truncation(raw.tobytes(), fmt) if fmt in ("JPEG", "PNG") else None
+    fmt = image_format(head)
+    data = raw.tobytes()
+    reason = oversize(data, fmt) or (_truncation(data, fmt) if fmt in ("JPEG", "PNG") else None)
     if reason:
         raise ImageError(reason)
-    image = cv2.imdecode(raw, _IMREAD_FLAGS)
+    try:
+        image = cv2.imdecode(raw, _IMREAD_FLAGS)
+    except cv2.error as e:  # a header OpenCV refuses (its own pixel limit, a bad size)
+        raise ImageError(f"OpenCV refuses this {fmt or 'image'}: "
+                         f"{(e.err or str(e)).strip()}") from None
     if image is None:
         raise ImageError(f"corrupt {fmt} data, OpenCV cannot decode it" if fmt
                          else "not an image (OpenCV recognises no image format in it)")

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .backends import make_interpreter
 from .decode import decode_heads
 from .detections import Detections
 from .meta import METADATA_KEY, ModelMeta
+from .model_trial import ModelError, load_interpreter
 from .nms import nms
 from .pipeline import SegmentedModel, SegmentsError, model_paths, segment_info
 from .preprocess import Letterbox, letterbox
@@ -27,10 +27,6 @@ from .preprocess import Letterbox, letterbox
 log = logging.getLogger("yolo_tpu")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 SIDECAR_SUFFIX = ".yolo_tpu.json"
-
-
-class ModelError(ValueError):
-    """A model file the runtime cannot use: the message names the file and the problem."""
 
 
 def metadata_sources(path: str) -> list[str]:
@@ -139,7 +135,7 @@ class Detector:
                 self.meta, self.compiled = read_model_info(paths[-1])  # the last: the heads
             else:
                 self.meta, self.compiled = read_model_info(paths[0])
-                self.interpreter, self.backend = make_interpreter(paths[0], device,
+                self.interpreter, self.backend = load_interpreter(paths[0], device,
                                                                   self.compiled)
         except SegmentsError as e:
             raise ModelError(str(e)) from None
@@ -182,9 +178,16 @@ class Detector:
             if d is None:
                 raise ModelError(f"{self.model_path}: no output of grid {grid[1]}x{grid[0]} "
                                  f"for the stride-{head.stride} head")
+            channels = int(d["shape"][3])
+            if channels != len(head.mask) * (5 + self.meta.classes):
+                raise ModelError(f"{self.model_path}: the stride-{head.stride} output has "
+                                 f"{channels} channels, but its metadata says "
+                                 f"{len(head.mask)} anchors x (5 + {self.meta.classes} classes)")
             indices.append(d["index"])
             scale, zero_point = d["quantization"]
             quant.append((float(scale), int(zero_point)) if d["dtype"] != np.float32 else None)
+            if head.new_coords and quant[-1] is not None:
+                _check_logistic(self.model_path, head, d["dtype"], *quant[-1])
         return indices, quant
 
     @property
@@ -217,7 +220,11 @@ class Detector:
             outputs = self._chain.run(tensor)
             return [outputs[i] for i in self._outputs]
         self.interpreter.set_tensor(self._input_index, tensor)
-        self.interpreter.invoke()
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as e:  # LiteRT's error for an op it cannot run on this input
+            raise ModelError(f"{self.model_path}: inference failed: "
+                             f"{' '.join(str(e).split())}") from None
         return [self.interpreter.get_tensor(i) for i in self._outputs]
 
     @property
@@ -274,6 +281,18 @@ def postprocess(outputs: list[np.ndarray], quant: list, meta: ModelMeta, box: Le
     if not inside.all():
         xyxy, keep = xyxy[inside], keep[inside]
     return Detections.from_arrays(xyxy, scores[keep], class_ids[keep], meta.names)
+
+
+def _check_logistic(path: str, head, dtype, scale: float, zero_point: int) -> None:
+    """A new_coords head decodes its outputs as probabilities (its convolution ends in the
+    logistic): a quantized range reaching well outside [0, 1] says the model's outputs are
+    raw logits, so the metadata's new_coords is wrong and every score would exceed 1."""
+    info = np.iinfo(dtype)
+    low, high = (info.min - zero_point) * scale, (info.max - zero_point) * scale
+    if low < -0.1 or high > 1.1:
+        raise ModelError(f"{path}: metadata says the stride-{head.stride} head has new_coords "
+                         f"(logistic outputs), but its output ranges {low:.3g}..{high:.3g}: "
+                         "the metadata does not belong to this model")
 
 
 def _input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray | None:

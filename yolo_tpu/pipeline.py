@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends import make_interpreter, parse_device
+from .backends import parse_device
+from .model_trial import load_interpreter
 
 SEGMENT_KEY = "yolo_tpu_segment"
 QUEUE_SIZE = 2  # frames waiting between two stages: enough to keep both busy
@@ -138,7 +139,7 @@ class SegmentedModel:
                     f"{path}: is segment {info.get('index')} of {info.get('count')}, given as "
                     f"segment {k} of {len(paths)}; list the segments in order, "
                     "..._segment_0_of_N first")
-            interpreter, label = make_interpreter(path, dev, EDGETPU_CUSTOM_OP in custom,
+            interpreter, label = load_interpreter(path, dev, EDGETPU_CUSTOM_OP in custom,
                                                   threads=threads)
             self.stages.append(Stage(
                 path, interpreter, label,
