@@ -230,13 +230,13 @@ def video_problem(path: str, frames: int) -> str | None:
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
-            return "not a playable video (no index: written incompletely)"
+            return "is not playable (no index: written incompletely, is the disk full?)"
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         if count != frames:
             return f"holds {count} of the {frames} frames written"
         ok, _ = cap.read()
         if not ok:
-            return "its first frame does not decode"
+            return "does not decode (its first frame)"
     finally:
         cap.release()
     return None
