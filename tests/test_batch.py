@@ -122,6 +122,20 @@ def wait_for(path: Path, proc: subprocess.Popen, logs: Path, timeout: float = 60
         time.sleep(0.01)
 
 
+def wait_for_partial(out: Path, stem: str, proc: subprocess.Popen, logs: Path,
+                     timeout: float = 60.0) -> Path:
+    """The partial video of `stem` (`.stem.partial.TAG.mp4`, tagged per run) once it exists."""
+    deadline = time.monotonic() + timeout
+    while not (found := list(out.glob(f".{stem}.partial.*.mp4"))):
+        if proc.poll() is not None:
+            pytest.fail(f"batch exited ({proc.returncode}) before {stem}'s partial video "
+                        "appeared:\n" + (logs / "stderr").read_text())
+        if time.monotonic() > deadline:
+            pytest.fail(f"{stem}'s partial video did not appear within {timeout:g} s")
+        time.sleep(0.01)
+    return found[0]
+
+
 def finish(proc: subprocess.Popen, logs: Path, timeout: float = 60.0) -> tuple[int, str, str]:
     try:
         rc = proc.wait(timeout=timeout)
@@ -170,7 +184,7 @@ def test_folder_glob_and_file(clips, full_run):
     # not taken, and the two clip.mp4 get distinct names
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{s}.jsonl" for s in stems] + [f"{s}.mp4" for s in stems] + ["summary.json"]
-        + [f".{s}.settings.json" for s in stems])
+        + [f".{s}.settings.json" for s in stems] + [".yolo_tpu.lock"])
 
     counts, totals = {}, Counter()
     for stem, source in clips.items():
@@ -281,7 +295,9 @@ def test_resume_redoes_inputs_made_with_other_settings(clips, tiny_int8_model, t
     assert run_batch(*base, model=tiny_int8_model).returncode == 0
     settings = json.loads((out / ".zoo.settings.json").read_text())
     assert settings["every"] == 1 and settings["conf"] == 0.25 and settings["model_sha256"]
-    assert json.loads((out / "summary.json").read_text())["videos"][0]["settings"] == settings
+    assert json.loads((out / "summary.json").read_text())["videos"][0]["settings"] == {
+        k: v for k, v in settings.items() if k != "outputs"}  # beside: what each output holds
+    assert settings["outputs"]["zoo.jsonl"]["lines"] == 32
 
     same = run_batch(*base, "--resume", model=tiny_int8_model)
     assert "yolo_tpu: resume: 1 of 1 input already done" in same.stderr.splitlines()
@@ -337,7 +353,8 @@ def test_broken_inputs_are_listed_and_the_batch_goes_on(tiny_int8_model, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "good1.jsonl", "good1.mp4", "good2.jsonl", "good2.mp4", "holes.jsonl", "holes.mp4",
         "short.jsonl", "short.mp4", "summary.json"]
-        + [f".{s}.settings.json" for s in ("good1", "good2", "holes", "short")])
+        + [f".{s}.settings.json" for s in ("good1", "good2", "holes", "short")]
+        + [".yolo_tpu.lock"])
 
     # the failures are the last lines, one each, naming the file and the problem
     tail = r.stderr.splitlines()
@@ -395,7 +412,7 @@ def test_sigkill_then_resume(tiny_int8_model, tmp_path):
     args = (str(src), "--out", str(out), "--save-video")
     proc = start_batch(*args, model=tiny_int8_model, logs=logs)
     try:
-        wait_for(out / ".b.partial.mp4", proc, logs)  # b has begun writing its outputs
+        wait_for_partial(out, "b", proc, logs)  # b has begun writing its outputs
         time.sleep(0.2)                               # ... and is a few frames in
         os.kill(proc.pid, signal.SIGKILL)
         rc, _, _ = finish(proc, logs)
@@ -409,7 +426,7 @@ def test_sigkill_then_resume(tiny_int8_model, tmp_path):
     finals = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert finals == ["a.jsonl", "a.mp4", "summary.json"]
     assert_complete(out, "a", sources["a"], counts["a"])
-    assert ".b.partial.jsonl" in partials(out)
+    assert [p for p in partials(out) if p.startswith(".b.partial.")]  # tagged per run
     summary = json.loads((out / "summary.json").read_text())  # written after a, whole
     assert [(v["input"], v["status"]) for v in summary["videos"]] == [(str(sources["a"]), "ok")]
     done_before = mtimes(out, "a")
@@ -423,7 +440,7 @@ def test_sigkill_then_resume(tiny_int8_model, tmp_path):
     assert partials(out) == []
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{s}.{ext}" for s in sources for ext in ("jsonl", "mp4")] + ["summary.json"]
-        + [f".{s}.settings.json" for s in sources])
+        + [f".{s}.settings.json" for s in sources] + [".yolo_tpu.lock"])
     for stem, source in sources.items():
         assert_complete(out, stem, source, counts[stem])
     summary = json.loads((out / "summary.json").read_text())
@@ -457,7 +474,7 @@ def test_signal_stops_cleanly_and_resume_redoes_the_video(tiny_int8_model, tmp_p
     args = (str(src), "--out", str(out), "--save-video")
     proc = start_batch(*args, model=tiny_int8_model, logs=logs)
     try:
-        wait_for(out / ".b.partial.mp4", proc, logs)
+        wait_for_partial(out, "b", proc, logs)
         time.sleep(0.2)
         os.kill(proc.pid, signum)
         rc, stdout, stderr = finish(proc, logs)
@@ -469,8 +486,8 @@ def test_signal_stops_cleanly_and_resume_redoes_the_video(tiny_int8_model, tmp_p
     assert_no_traceback(stderr)
     assert "--resume" in stderr.splitlines()[-1]
     # a is complete; b (in progress) left nothing, not even partial files; c never started
-    assert sorted(p.name for p in out.iterdir()) == [".a.settings.json", "a.jsonl", "a.mp4",
-                                                    "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".a.settings.json", ".yolo_tpu.lock",
+                                                    "a.jsonl", "a.mp4", "summary.json"]
     assert_complete(out, "a", sources["a"], 30)
     summary = json.loads((out / "summary.json").read_text())
     assert [(v["input"], v["status"]) for v in summary["videos"]] == [

@@ -258,7 +258,8 @@ def test_worker_killed_mid_video_loses_nothing(cluster, videos, reference, model
     assert_same_outputs(out, reference, videos)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{s}.{e}" for s in PHOTOS for e in ("jsonl", "mp4")] + ["summary.json"]
-        + [f".{s}.settings.json" for s in PHOTOS])  # the settings that made each one
+        + [f".{s}.settings.json" for s in PHOTOS]  # the settings that made each one
+        + [".yolo_tpu.lock"])  # the batch's lock on the folder
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["ok"], summary["failed"]) == (len(PHOTOS), [])
     assert [v["input"] for v in summary["videos"]] == [str(v) for v in videos.values()]
@@ -309,7 +310,7 @@ def test_tpu_work_goes_to_edgetpu_workers_and_one_without_a_tpu_says_so(
     tail = r.stderr.split(" videos done, ", 1)[1].splitlines()[1:]  # the final list
     assert len(tail) == 2 and all(x.startswith("error: ") for x in tail), tail
     assert all("no worker can run the model" in x for x in tail)
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".yolo_tpu.lock", "summary.json"]
 
 
 def test_sigint_stops_a_cluster_batch_and_resume_finishes_it(cluster, videos, reference,

@@ -4,12 +4,18 @@ For each video, `DIR/<name>.jsonl` (one JSON line per frame, the `detect --json`
 and with `--save-video` `DIR/<name>.mp4` (annotated). `DIR/summary.json` holds one record
 per input and the totals; a table is printed at the end.
 
-Every output is written under a hidden partial name and renamed when complete, so a run
-killed at any moment (even `kill -9`) leaves only complete outputs; `--resume` then skips
-the inputs whose outputs are all there and were made with the same settings (model file,
---conf, --iou, --max-det, --every, recorded beside them in `.<name>.settings.json`), and
-redoes the others, saying why. A video that fails (cannot be opened, damaged, truncated)
-is listed at the end and makes the exit status 1; the batch goes on.
+Every output is written under a hidden partial name (tagged per run) and renamed when
+complete and verified (`outputs.py`), so a run killed at any moment (even `kill -9`) or
+stopped by a full disk leaves only complete outputs; `--resume` then skips the inputs
+whose outputs are all there, hold what was written (JSON lines and bytes counted, the
+video played back) and were made with the same settings (model file, --conf, --iou,
+--max-det, --every, recorded beside them in `.<name>.settings.json`), and redoes the
+others, saying why. A video that fails (cannot be opened, damaged, truncated) is listed at
+the end and makes the exit status 1; the batch goes on. A write error (disk full) ends
+the batch with one line naming the file and the free space; what was finished stays.
+
+One batch writes into a folder at a time: a second one on the same --out says so and
+exits (or waits, with --wait); the lock (`DIR/.yolo_tpu.lock`) dies with its holder.
 
 Progress: bars on a terminal; otherwise (a log file, a pipe, a service) a line as each
 video starts and ends, and a progress line every --log-every seconds.
@@ -39,7 +45,9 @@ from typing import Any
 from . import __version__
 from .detect import _error, _setup_logging, add_model_args, device_ok, load_detector, \
     positive_float, positive_int
-from .sinks import PARTIAL, JsonLines, VideoFile
+from .outputs import PARTIAL, FolderLock, OutputError, run_tag, video_problem, \
+    write_atomic
+from .sinks import JsonLines, VideoFile
 from .sources import SourceError, VideoSource, expand_video_args, video_spec
 from .text import counted
 
@@ -80,8 +88,47 @@ class Job:
     def settings_path(self) -> str:
         return os.path.join(self.out_dir, f".{self.stem}.settings.json")
 
+    def started(self) -> bool:
+        """Whether an earlier run left any of its outputs."""
+        return any(os.path.exists(p) for p in self.outputs())
+
+    def problem(self, recorded: dict[str, Any] | None) -> str | None:
+        """Why this job's outputs are not the complete set an earlier run recorded
+        (`recorded["outputs"]`: bytes, and JSON lines or video frames, per file), or None."""
+        held = (recorded or {}).get("outputs") if isinstance(recorded, dict) else None
+        for path in self.outputs():
+            name = os.path.basename(path)
+            if not os.path.exists(path):
+                return f"{name} is missing"
+            want = held.get(name) if isinstance(held, dict) else None
+            if not isinstance(want, dict):
+                return f"no record of what {name} holds"
+            size = os.path.getsize(path)
+            if size != want.get("bytes"):
+                return f"{name} is {size} bytes, {want.get('bytes')} when written"
+            if "lines" in want and (lines := _whole_lines(path)) != want["lines"]:
+                return f"{name} holds {lines} whole lines of the {want['lines']} written"
+            if "frames" in want and (why := video_problem(path, want["frames"])):
+                return f"{name} {why}"
+        return None
+
     def done(self) -> bool:
-        return all(os.path.exists(p) for p in self.outputs())
+        return self.problem(recorded_settings(self)) is None
+
+
+def _whole_lines(path: str) -> int:
+    """Lines of a JSON lines file that end with a newline and parse (-1: unreadable)."""
+    n = 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                json.loads(line)
+                n += 1
+    except (OSError, ValueError):
+        return -1
+    return n
 
 
 def file_sha256(path: str) -> str | None:
@@ -119,9 +166,10 @@ def current_settings(args: argparse.Namespace) -> dict[str, Any]:
 def recorded_settings(job: Job) -> dict[str, Any] | None:
     try:
         with open(job.settings_path, encoding="utf-8") as f:
-            return json.load(f)
+            recorded = json.load(f)
     except (OSError, ValueError):
         return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def settings_change(recorded: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
@@ -135,13 +183,13 @@ def settings_change(recorded: dict[str, Any] | None, current: dict[str, Any]) ->
     return "; ".join(changes) or None
 
 
-def write_settings(job: Job, settings: dict[str, Any]) -> None:
+def write_settings(job: Job, settings: dict[str, Any], held: dict[str, Any],
+                   tag: str = "") -> None:
     """Beside the outputs, after they are renamed complete (and removed before they are
-    redone), so a recorded setting always describes the outputs that are there."""
-    tmp = os.path.join(job.out_dir, f".{job.stem}.settings{PARTIAL}.json")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=1)
-    os.replace(tmp, job.settings_path)
+    redone), so a recorded setting always describes the outputs that are there; `held`:
+    what each output holds (bytes; JSON lines or video frames), checked by --resume."""
+    write_atomic(job.settings_path, json.dumps({**settings, "outputs": held}, indent=1),
+                 tag)
 
 
 class LogProgress:
@@ -216,6 +264,15 @@ def remove_partials(job: Job) -> None:
             pass
 
 
+def _remove_outputs(job: Job) -> None:
+    """A set that could not be finished: none of it stays under a final name."""
+    for path in job.outputs() + [job.settings_path]:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def count_frames(path: str) -> int:
     """The container's frame count (for the overall progress bar), 0 when unknown."""
     try:
@@ -228,7 +285,9 @@ def count_frames(path: str) -> int:
 def process(detector: Any, job: Job, every: int, stop, overall, position: int = 1,
             tag: str = "", progress: "LogProgress | None" = None) -> dict[str, Any]:
     """Run one video into its outputs; the record of what happened (never raises for input
-    problems: they become the record's error). `tag`: in the partial names (cluster tasks)."""
+    problems: they become the record's error). `tag`: in the partial names (one per run or
+    cluster task). OutputError when an output cannot be written (a full disk): then none
+    of this video's outputs is left, partial or final."""
     from tqdm import tqdm
 
     from .stream import damage, run as run_loop
@@ -246,7 +305,11 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
     except SourceError as e:
         return {**record, "status": "failed", "error": str(e), "frames": 0}
     remove_partials(job)
-    results = [JsonLines(job.json_path, job.source, atomic=True, tag=tag)]
+    try:
+        results = [JsonLines(job.json_path, job.source, atomic=True, tag=tag)]
+    except OutputError:
+        source.close()
+        raise
     analysis = None
     if job.track:  # by time stamps: --every N is a longer step, not a lost object
         from .events import Analysis, EventsFile
@@ -274,15 +337,35 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
     finally:
         bar.close()
         source.close()
-    # Interrupted: the outputs are incomplete, so they are dropped and --resume redoes them.
-    # Otherwise they are kept: for a damaged file they hold every frame that decodes.
-    complete = not stop.is_set()
-    for sink in results + images:
-        sink.close(complete=complete)
+    # Interrupted or a write failed: the outputs are incomplete, so they are dropped and
+    # --resume redoes them. Otherwise they are kept: for a damaged file they hold every
+    # frame that decodes. A failed write (or a video that does not play back) is raised.
+    sinks = results + images
+    failed = next((s.error for s in sinks if getattr(s, "error", None)), None)
+    complete = not stop.is_set() and failed is None
+    for sink in sinks:
+        try:
+            sink.close(complete=complete)
+        except OutputError as e:
+            failed, complete = failed or e, False
     if analysis is not None:
         analysis.close(complete)
+    if failed is not None:
+        for sink in sinks:
+            sink.close(complete=False)
+        _remove_outputs(job)  # those renamed already: a set is whole or absent
+        raise failed
     if complete:
-        write_settings(job, settings)
+        held = {os.path.basename(job.json_path): {
+            "bytes": os.path.getsize(job.json_path), "lines": results[0].lines}}
+        if images:
+            held[os.path.basename(job.video_path)] = {
+                "bytes": os.path.getsize(job.video_path), "frames": images[0].frames}
+        try:
+            write_settings(job, settings, held, tag)
+        except OutputError:
+            _remove_outputs(job)
+            raise
     record.update(stats.to_dict())
     record.update(expected_frames=expected or None, every=every)
     if not complete:
@@ -302,7 +385,7 @@ def recount(job: Job, previous: dict[str, Any] | None) -> dict[str, Any]:
     """The record of an input done by an earlier run: its summary entry, else counted from
     its JSON lines (frames and detections per class)."""
     if previous and previous.get("input") == job.source:
-        return {**previous, "settings": recorded_settings(job), "resumed": True}
+        return {**previous, "settings": _settings_only(job), "resumed": True}
     frames, per_class = 0, Counter()
     with open(job.json_path, encoding="utf-8") as f:
         for line in f:
@@ -310,7 +393,13 @@ def recount(job: Job, previous: dict[str, Any] | None) -> dict[str, Any]:
             per_class.update(d["label"] for d in json.loads(line)["detections"])
     return {"input": job.source, "outputs": job.outputs(), "status": "ok", "error": None,
             "frames": frames, "fps": None, "detections": dict(sorted(per_class.items())),
-            "settings": recorded_settings(job), "resumed": True}
+            "settings": _settings_only(job), "resumed": True}
+
+
+def _settings_only(job: Job) -> dict[str, Any] | None:
+    """The recorded settings of an input done earlier, without the record of its outputs."""
+    recorded = recorded_settings(job)
+    return recorded and {k: v for k, v in recorded.items() if k != "outputs"}
 
 
 def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Namespace,
@@ -331,13 +420,8 @@ def write_summary(out_dir: str, records: list[dict[str, Any]], args: argparse.Na
     if any(r.get("counts") for r in done):
         from .events import sum_counts
         summary["counts"] = sum_counts([r["counts"] for r in done if r.get("counts")])
-    path = os.path.join(out_dir, SUMMARY)
-    tmp = os.path.join(out_dir, f".summary{PARTIAL}.json")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(os.path.join(out_dir, SUMMARY), json.dumps(summary, indent=1),
+                 getattr(args, "tag", ""))
 
 
 def table(records: list[dict[str, Any]]) -> str:
@@ -378,6 +462,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="skip inputs whose outputs are already complete in DIR")
+    p.add_argument("--wait", action="store_true",
+                   help="when another batch is writing into DIR, wait for it to end "
+                        "(default: say so and exit)")
     p.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="run the model on every Nth frame (default 1: all)")
     p.add_argument("--save-video", action="store_true",
@@ -401,16 +488,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .stream import stop_on_signals
     if args.devices and args.scheduler:
         _error("--devices and --scheduler: choose one (cluster workers pick their own device)")
         return 2
     devices = [d.strip() for d in args.devices.split(",")] if args.devices else [args.device]
     if not all(device_ok(d) for d in devices):
         return 2
-    from .track_cli import check_tracking, regions, tracking_wanted
+    from .track_cli import check_tracking
     if problem := check_tracking(args):
         _error(problem)
         return 2
@@ -419,11 +503,29 @@ def run(args: argparse.Namespace) -> int:
         _error(str(e))
     if not sources:
         return 2
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        _error(f"--out {args.out}: {e.strerror or e}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        _error(f"--out {args.out}: is an existing file, not a folder")
         return 2
+    lock = FolderLock(args.out)
+    try:  # made if missing; a read-only or foreign folder fails here, before any work
+        lock.acquire(wait=args.wait, on_wait=lambda m: log.info("%s", m))
+    except OutputError as e:
+        _error(str(e))
+        return 2
+    try:
+        return _run_locked(args, sources, missing, devices)
+    finally:
+        lock.release()
+
+
+def _run_locked(args: argparse.Namespace, sources: list[str], missing: list[SourceError],
+                devices: list[str]) -> int:
+    """The batch, once this run holds --out's lock."""
+    from tqdm import tqdm
+
+    from .stream import stop_on_signals
+    from .track_cli import regions, tracking_wanted
+    args.tag = run_tag()  # this run's partial names
     jobs = plan(sources, args.out, args.save_video, tracking_wanted(args), tuple(regions(args)))
     inputs = {os.path.realpath(s) for s in sources}
     for job in jobs:  # --out the inputs' folder: clip.mp4 would replace the source clip.mp4
@@ -435,8 +537,9 @@ def run(args: argparse.Namespace) -> int:
     settings = current_settings(args)
     todo = []
     for job in jobs:
-        if args.resume and job.done():
-            why = settings_change(recorded_settings(job), settings)
+        if args.resume and (job.started() or os.path.exists(job.settings_path)):
+            recorded = recorded_settings(job)
+            why = job.problem(recorded) or settings_change(recorded, settings)
             if why is None:
                 continue
             log.info("resume: %s: redoing, %s", job.source, why)
@@ -459,6 +562,7 @@ def run(args: argparse.Namespace) -> int:
     progress = LogProgress(len(todo), total, args.log_every)
     start = time.perf_counter()
     lost = None
+    write_failed: list[OutputError] = []
     with stop_on_signals() as stop:
         try:
             if args.scheduler and todo:
@@ -469,12 +573,21 @@ def run(args: argparse.Namespace) -> int:
             else:
                 run_local(detectors, jobs, todo, records, args, missing, stop, overall,
                           devices if args.devices else None,
-                          progress if len(detectors) == 1 else None)
+                          progress if len(detectors) == 1 else None, write_failed)
         finally:
             overall.close()
             for detector in detectors:
                 detector.close()
-    write_summary(args.out, records, args, missing)
+    if not write_failed:
+        try:
+            write_summary(args.out, records, args, missing)
+        except OutputError as e:
+            write_failed.append(e)
+    if write_failed:  # a full disk: every further write would fail too
+        done = sum(1 for r in records if r and r["status"] == "ok")
+        _error(f"{write_failed[0]}; {done} of {counted(len(jobs), 'video')} done and kept; "
+               "free some space and run again with --resume")
+        return 1
     failed = [r for r in records if r and r["status"] == "failed"]
     print(table(records), flush=True)
     elapsed = time.perf_counter() - start
@@ -498,10 +611,13 @@ def run(args: argparse.Namespace) -> int:
 def run_local(detectors: list[Any], jobs: list[Job], todo: list[Job],
               records: list[dict[str, Any]], args: argparse.Namespace,
               missing: list[SourceError], stop, overall,
-              devices: list[str] | None = None, progress: "LogProgress | None" = None) -> None:
+              devices: list[str] | None = None, progress: "LogProgress | None" = None,
+              write_failed: list[OutputError] | None = None) -> None:
     """The videos to do, in input order, by one worker thread per detector (device): each
     takes the next video when it is free. The summary is rewritten after every video, each
-    record naming the device that did it (`--devices`)."""
+    record naming the device that did it (`--devices`). A write error (full disk) stops
+    every worker (their videos in progress are dropped) and goes to `write_failed`."""
+    write_failed = [] if write_failed is None else write_failed
     import threading
     lock = threading.Lock()
     queue = iter([i for i, job in enumerate(jobs) if job in todo])
@@ -512,15 +628,22 @@ def run_local(detectors: list[Any], jobs: list[Job], todo: list[Job],
                 i = next(queue, None)
             if i is None:
                 return
-            record = process(detector, jobs[i], args.every, stop, overall, position=1 + slot,
-                             progress=progress)
-            if devices:
-                record["worker"] = f"local {slot}: {devices[slot]}"
-            with lock:
-                records[i] = record
-                if record["status"] == "failed":
-                    overall.write(f"error: {record['error']}", file=sys.stderr)
-                write_summary(args.out, records, args, missing)
+            try:
+                record = process(detector, jobs[i], args.every, stop, overall,
+                                 position=1 + slot, tag=getattr(args, "tag", ""),
+                                 progress=progress)
+                if devices:
+                    record["worker"] = f"local {slot}: {devices[slot]}"
+                with lock:
+                    records[i] = record
+                    if record["status"] == "failed":
+                        overall.write(f"error: {record['error']}", file=sys.stderr)
+                    write_summary(args.out, records, args, missing)
+            except OutputError as e:
+                with lock:
+                    write_failed.append(e)
+                stop.set()
+                return
 
     if len(detectors) == 1:  # in this thread: nothing to join
         work(detectors[0], 0)

@@ -125,6 +125,22 @@ def save_path(folder: str, source: str, taken: set[str]) -> str:
     return path
 
 
+def save_image(path: str, image: np.ndarray) -> str | None:
+    """Write `path` whole (encoded in memory, written under a partial name, renamed), or
+    say why OpenCV cannot encode this file type; OutputError when the write fails."""
+    from .outputs import AtomicFile
+    ext = os.path.splitext(path)[1]
+    try:
+        ok, buf = cv2.imencode(ext, image)
+    except cv2.error as e:
+        return str(e).strip().splitlines()[-1]
+    if not ok:
+        return "OpenCV cannot write this file type"
+    with AtomicFile(path, binary=True) as f:
+        f.write(buf.tobytes())
+    return None
+
+
 # ---------------------------------------------------------------- arguments
 
 def _bounded(convert: type, what: str, low: float, inclusive: bool = True,
@@ -388,21 +404,26 @@ def run(args: argparse.Namespace) -> int:
     detector = load_detector(args)
     if detector is None:
         return 2
+    from .outputs import LineFile, OutputError
     text_out: IO[str] = sys.stderr if args.json == "-" else sys.stdout
-    json_out: IO[str] | None = None
-    if args.json == "-":
-        json_out = sys.stdout
-    elif args.json:
+    json_out: Any = None
+    if args.json and args.json != "-":
         try:
-            json_out = open(args.json, "w", encoding="utf-8")
-        except OSError as e:
-            _error(f"--json {args.json}: {e.strerror or e}")
+            json_out = LineFile(args.json)
+        except OutputError as e:
+            _error(f"--json {e}")
             return 2
     try:
         return _process(detector, files, args, json_out, text_out, failures=len(missing))
+    except OutputError as e:  # a full disk: the files written so far stay, whole
+        _error(str(e))
+        return 1
     finally:
-        if json_out is not None and json_out is not sys.stdout:
-            json_out.close()
+        if json_out is not None:
+            try:
+                json_out.close()
+            except OutputError as e:
+                _error(str(e))
 
 
 def _stream_spec(args: argparse.Namespace) -> SourceSpec | str:
@@ -432,9 +453,11 @@ def _summary(times: list[float], n_dets: int, failures: int) -> str:
     return text
 
 
-def _process(detector, files: list[str], args: argparse.Namespace, json_out: IO[str] | None,
+def _process(detector, files: list[str], args: argparse.Namespace, json_out: Any,
              text_out: IO[str], failures: int) -> int:
-    """Detect in every file; a bad file is reported and skipped. Exit status 0 or 1."""
+    """Detect in every file; a bad file is reported and skipped. Exit status 0 or 1.
+    `json_out`: an `outputs.LineFile`, or None for stdout with `--json -`. OutputError
+    when an output cannot be written (the run ends: a full disk fails every later one)."""
     from .draw import draw_detections
     times: list[float] = []
     n_dets = 0
@@ -451,19 +474,15 @@ def _process(detector, files: list[str], args: argparse.Namespace, json_out: IO[
         ms = (time.perf_counter() - t0) * 1e3
         times.append(ms)
         n_dets += len(dets)
-        if json_out is not None:
-            json_out.write(json.dumps(record(path, image, dets)) + "\n")
-            json_out.flush()  # a crash or Ctrl-C later must not lose lines already produced
+        line = json.dumps(record(path, image, dets))
+        if json_out is not None:  # flushed: a crash or Ctrl-C later loses no line written
+            json_out.write_line(line)
+        elif args.json == "-":
+            print(line, flush=True)
         print(summary_line(path, image, dets, ms), file=text_out, flush=True)
         if args.save:
             out = args.save_file or save_path(args.save, path, saved)
-            try:
-                ok = cv2.imwrite(out, draw_detections(image, dets))
-            except cv2.error as e:
-                ok, why = False, str(e).strip().splitlines()[-1]
-            else:
-                why = "OpenCV cannot write this file type"
-            if not ok:
+            if why := save_image(out, draw_detections(image, dets)):
                 _error(f"{out}: cannot save annotated copy: {why}")
                 failures += 1
     print(f"yolo_tpu: {_summary(times, n_dets, failures)}", file=sys.stderr, flush=True)
@@ -565,6 +584,7 @@ def _open_server(args: argparse.Namespace, source: str):
 
 def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, server) -> int:
     """Open the source and the model, run the loop, finalize the outputs, summarize."""
+    from .outputs import run_tag
     from .sinks import JsonLines, SinkError, VideoFile, Window
     from .sources import VideoSource
     from .stream import damage, run as run_loop, stop_on_signals
@@ -595,7 +615,7 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
         if args.json:
             results.append(JsonLines(args.json, spec.name))
         if save:
-            images.append(VideoFile(save, source.write_fps, timed=source.live))
+            images.append(VideoFile(save, source.write_fps, tag=run_tag(), timed=source.live))
     except SinkError as e:
         _error(str(e))
         for sink in results + images + event_sinks:
@@ -619,13 +639,18 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
         finally:
             progress.close()
             source.close()
-            for sink in results + images + event_sinks:  # a stopped run's are complete
-                sink.close(complete=True)
+            # finalize: a stopped run's outputs are complete; one that failed to write
+            # (a full disk) is removed (a video) or cut back to its whole lines (JSON)
+            write_errors = _close_sinks(results + images + event_sinks)
     if view is not None:
         view.finish(stats)
     status = 0
     if stats.error:
         _error(stats.error)
+        status = 1
+    for e in write_errors:
+        if str(e) != stats.error:
+            _error(str(e))
         status = 1
     if problem := damage(stats, source):
         _error(f"{problem}; the outputs hold every frame that decoded")
@@ -664,6 +689,18 @@ def _event_sinks(args: argparse.Namespace, source: str) -> list:
 def _regions(args: argparse.Namespace) -> list:
     from .track_cli import regions
     return regions(args)
+
+
+def _close_sinks(sinks: list) -> list[OSError]:
+    """Close every sink, even after one fails; the write errors (each its one line)."""
+    from .outputs import OutputError
+    errors = []
+    for sink in sinks:
+        try:
+            sink.close(complete=True)
+        except OutputError as e:
+            errors.append(e)
+    return errors
 
 
 def _frame_reporting(source, text_out: IO[str], quiet: bool):

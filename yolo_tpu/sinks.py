@@ -1,9 +1,10 @@
 """Where results go: JSON lines, an annotated video file, a window.
 
 Files that must be whole to be useful are written under a temporary name in the target's
-folder and renamed when complete (`os.replace` is atomic on one file system), so a run
-killed at any moment, even by SIGKILL, leaves either the complete file or none. A JSON
-lines stream for a live run is flushed line by line instead, so `tail -f` sees each frame.
+folder and renamed when complete and verified (`outputs.py`), so a run killed at any
+moment, even by SIGKILL, or stopped by a full disk, leaves either the complete file or
+none. A JSON lines stream for a live run is flushed line by line instead, so `tail -f` sees
+each frame; a write error cuts it back to its last whole line.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import cv2
 import numpy as np
 
 from .detections import Detections
+from .outputs import PARTIAL, AtomicFile, LineFile, OutputError, free_space, fsync_path, \
+    partial_path, remove as _remove, video_problem, write_error
 from .sources import Frame
 
 __all__ = ["SinkError", "JsonLines", "VideoFile", "Window", "frame_record", "partial_path",
@@ -23,21 +26,10 @@ __all__ = ["SinkError", "JsonLines", "VideoFile", "Window", "frame_record", "par
 
 # Container -> codec the opencv-python wheels can encode without extra libraries.
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-PARTIAL = ".partial"
 
 
-class SinkError(OSError):
+class SinkError(OutputError):
     """An output that cannot be written: the message names the file and the reason."""
-
-
-def partial_path(path: str, tag: str = "") -> str:
-    """`out/clip.mp4` -> `out/.clip.partial.mp4`: same folder (atomic rename), same
-    extension (OpenCV picks the container from it), hidden from `ls` and from globs.
-    `tag` (`out/.clip.partial.TAG.mp4`) keeps writers that may overlap apart: a cluster
-    task and a redo of the same video elsewhere never rename each other's file."""
-    folder, name = os.path.split(path)
-    stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}{PARTIAL}{'.' + tag if tag else ''}{ext}")
 
 
 def video_fourcc(path: str) -> str:
@@ -59,42 +51,46 @@ def frame_record(source: str, frame: Frame, detections: Detections) -> dict[str,
 class JsonLines:
     """One JSON line per frame to a file or stdout (`-`).
 
-    `atomic=False` (detect): lines are flushed as they go to the final name.
-    `atomic=True` (batch): lines go to a partial file renamed on `close(complete=True)`.
+    `atomic=False` (detect): lines are flushed as they go to the final name; a write error
+    cuts the file back to its last whole line (and is raised, naming the file).
+    `atomic=True` (batch): lines go to a partial file renamed on `close(complete=True)`;
+    a write error removes it. `lines`: the lines written; `error`: the write error, if any.
     """
 
     def __init__(self, path: str, source: str, atomic: bool = False, tag: str = ""):
         self.path, self.source, self.atomic = path, source, atomic
-        self._target = partial_path(path, tag) if atomic else path
-        self._out: IO[str]
-        if path == "-":
-            self._out = sys.stdout
-        else:
-            try:
-                self._out = open(self._target, "w", encoding="utf-8")
-            except OSError as e:
-                raise SinkError(f"{path}: {e.strerror or e}") from None
+        self.lines = 0
+        self._file: AtomicFile | LineFile | None = None
+        try:
+            if path != "-":
+                self._file = AtomicFile(path, tag) if atomic else LineFile(path)
+        except OutputError as e:
+            raise SinkError(str(e)) from None
+
+    @property
+    def error(self) -> OutputError | None:
+        return self._file.error if self._file is not None else None
 
     def write(self, frame: Frame, detections: Detections) -> None:
-        self._out.write(json.dumps(frame_record(self.source, frame, detections)) + "\n")
-        if not self.atomic:
-            self._out.flush()  # a crash later must not lose lines already produced
+        line = json.dumps(frame_record(self.source, frame, detections))
+        if self._file is None:
+            sys.stdout.write(line + "\n")
+        elif self.atomic:
+            self._file.write(line + "\n")
+        else:
+            self._file.write_line(line)  # flushed: a crash later loses no line written
+        self.lines += 1
 
     def close(self, complete: bool = True) -> None:
-        if self._out is sys.stdout:
-            self._out.flush()
-            return
-        if self._out.closed:
-            return
-        self._out.flush()
-        if self.atomic and complete:
-            os.fsync(self._out.fileno())  # the data is on disk before the name says "done"
-        self._out.close()
-        if self.atomic:
-            if complete:
-                os.replace(self._target, self.path)
+        if self._file is None:
+            sys.stdout.flush()
+        elif not self.atomic:
+            self._file.close()
+        elif not self._file.closed:
+            if complete and self.error is None:
+                self._file.commit()
             else:
-                _remove(self._target)
+                self._file.abort()
 
 
 class VideoFile:
@@ -155,15 +151,28 @@ class VideoFile:
         self.frames += 1
 
     def close(self, complete: bool = True) -> None:
-        """Finalize and rename (complete), or drop the partial file."""
+        """Finalize, verify and rename (complete), or drop the partial file. OpenCV's
+        writer reports no write error, so the file is read back: a video that does not
+        play with every frame written (a full disk) is removed and raised as SinkError."""
         if self._writer is None:
             return
         self._writer.release()
         self._writer = None
-        if complete and self.frames:
-            os.replace(self._target, self.path)
-        else:
+        if not (complete and self.frames):
             _remove(self._target)
+            return
+        try:
+            fsync_path(self._target)
+            problem = video_problem(self._target, self.frames)
+            if problem is None:
+                os.replace(self._target, self.path)
+                return
+        except OSError as e:
+            _remove(self._target)
+            raise SinkError(str(write_error(self.path, e))) from None
+        _remove(self._target)
+        raise SinkError(f"{self.path}: cannot write: the video written {problem} "
+                        f"({free_space(self.path)})")
 
 
 class Window:
@@ -208,9 +217,3 @@ def _no_x_display() -> str | None:
             return f"no X server for DISPLAY={display}"
     return None
 
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

@@ -1,0 +1,185 @@
+"""Outputs whole or absent: a real full disk (a small tmpfs in a private mount namespace,
+so the kernel itself returns ENOSPC) under batch, then --resume after freeing space; a
+second batch on a folder another one is writing into. ~40 s on 2 cores."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, require
+from test_batch import assert_complete, assert_no_traceback, clip, error_lines, finish, \
+    frame_count, partials, run_batch, start_batch, wait_for_partial
+
+BALLAST = 1 << 20
+
+
+def namespace_prefix(probe_dir: Path) -> list[str]:
+    """`unshare` into a mount namespace of our own (root: -m; else a user namespace too)."""
+    prefix = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    missing = None
+    if shutil.which("unshare") is None:
+        missing = "unshare (util-linux) not found"
+    else:
+        r = subprocess.run(prefix + ["sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe_dir}"],
+                           capture_output=True, text=True)
+        if r.returncode:
+            missing = f"cannot mount a tmpfs in a private namespace: {r.stderr.strip()}"
+    require(missing, "a private mount namespace for a small disk")
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    src = tmp_path_factory.mktemp("in")
+    return {"a": clip(src / "a.mp4", "dog.jpg", 20, (160, 120)),
+            "b": clip(src / "b.mp4", "horses.jpg", 30, (160, 120)),
+            "c": clip(src / "c.mp4", "person.jpg", 20, (160, 120))}
+
+
+@pytest.fixture(scope="module")
+def undisturbed(sources, tiny_int8_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("undisturbed")
+    r = run_batch(str(sources["a"].parent), "--out", str(out), "--save-video",
+                  model=tiny_int8_model)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def pages(n: int) -> int:
+    return -(-n // 4096) * 4096
+
+
+def assert_finals_complete(out: Path, sources: dict[str, Path]) -> list[str]:
+    """Every output under a final name is whole; the stems that have them."""
+    done = []
+    for stem, source in sources.items():
+        if (out / f"{stem}.jsonl").exists() or (out / f"{stem}.mp4").exists():
+            assert (out / f"{stem}.jsonl").exists() and (out / f"{stem}.mp4").exists(), stem
+            assert_complete(out, stem, source, frame_count(source))
+            done.append(stem)
+    if (out / "summary.json").exists():
+        json.loads((out / "summary.json").read_text())
+    return done
+
+
+def assert_same_as(out: Path, reference: Path, stems) -> None:
+    for stem in stems:
+        assert (out / f"{stem}.jsonl").read_bytes() == (reference / f"{stem}.jsonl").read_bytes()
+        # the frames carry the measured FPS/ms overlay, so two runs' videos differ there:
+        # the same number of frames is what they must share
+        assert frame_count(out / f"{stem}.mp4") == frame_count(reference / f"{stem}.mp4")
+
+
+def test_disk_full_then_resume(sources, undisturbed, tiny_int8_model, tmp_path):
+    prefix = namespace_prefix(tmp_path)
+    mnt, logs = tmp_path / "disk", tmp_path / "logs"
+    mnt.mkdir()
+    logs.mkdir()
+    # room for a's outputs and bookkeeping, and half of b's: the disk fills inside b
+    a = sum(pages((undisturbed / f"a.{e}").stat().st_size) for e in ("jsonl", "mp4"))
+    b = sum(pages((undisturbed / f"b.{e}").stat().st_size) for e in ("jsonl", "mp4"))
+    free = a + b // 2 + 6 * 4096
+    cmd = " ".join([sys.executable, "-m", "yolo_tpu.batch", str(sources["a"].parent), "--out",
+                    str(mnt / "out"), "--save-video", "--model", str(tiny_int8_model)])
+    script = f"""
+mount -t tmpfs -o size={free + BALLAST} tmpfs {mnt}
+head -c {BALLAST} /dev/zero > {mnt}/ballast
+cd {ROOT}
+{cmd} > {logs}/1.out 2> {logs}/1.err; echo $? > {logs}/1.rc
+cp -a {mnt}/out {logs}/full
+rm {mnt}/ballast
+{cmd} --resume > {logs}/2.out 2> {logs}/2.err; echo $? > {logs}/2.rc
+cp -a {mnt}/out {logs}/resumed
+"""
+    subprocess.run(prefix + ["bash", "-c", script], check=True, timeout=300)
+    err = (logs / "1.err").read_text()
+    assert (logs / "1.rc").read_text().strip() == "1", err
+    assert_no_traceback(err)
+    (line,) = error_lines(err)
+    # ENOSPC from Python's own writes, or OpenCV's writer (which reports none) leaving a
+    # video without its index: either way one line with the file and the space left
+    assert "No space left on device" in line or "written incompletely" in line, line
+    assert "free on" in line and str(mnt / "out") in line, line
+    assert "--resume" in line
+    full = logs / "full"
+    assert partials(full) == []
+    done = assert_finals_complete(full, sources)
+    assert "a" in done and "c" not in done
+    assert_same_as(full, undisturbed, done)
+
+    err = (logs / "2.err").read_text()
+    assert (logs / "2.rc").read_text().strip() == "0", err
+    assert_no_traceback(err)
+    resumed = logs / "resumed"
+    assert assert_finals_complete(resumed, sources) == ["a", "b", "c"]
+    assert partials(resumed) == []
+    assert_same_as(resumed, undisturbed, sources)
+
+
+def test_second_batch_on_the_folder_exits_then_wait_resumes(tiny_int8_model, tmp_path):
+    """One writer per folder: a second batch says so and exits; one with --wait takes over
+    when the first is SIGKILLed (the kernel drops the lock) and finishes it with --resume."""
+    src = {"a": clip(tmp_path / "in" / "a.mp4", "dog.jpg", 10, (160, 120)),
+           "b": clip(tmp_path / "in" / "b.mp4", "horses.jpg", 150, (160, 120))}
+    out = tmp_path / "out"
+    for d in ("1", "3"):
+        (tmp_path / d).mkdir()
+    args = (str(tmp_path / "in"), "--out", str(out), "--save-video")
+    first = start_batch(*args, model=tiny_int8_model, logs=tmp_path / "1")
+    waiter = None
+    try:
+        partial = wait_for_partial(out, "b", first, tmp_path / "1")
+        assert len(partial.name.split(".")) == 5  # .b.partial.TAG.mp4: tagged per run
+        second = run_batch(*args, "--resume", model=tiny_int8_model)
+        assert first.poll() is None, "the first batch ended too soon for this test"
+        assert second.returncode == 2, second.stderr
+        assert_no_traceback(second.stderr)
+        (line,) = error_lines(second.stderr)
+        assert "another run is writing there" in line and f"pid {first.pid}" in line, line
+        waiter = start_batch(*args, "--resume", "--wait", model=tiny_int8_model,
+                             logs=tmp_path / "3")
+        deadline = time.monotonic() + 60
+        while "waiting" not in (tmp_path / "3" / "stderr").read_text():
+            assert waiter.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        first.kill()
+        first.wait()
+        rc, _, err = finish(waiter, tmp_path / "3", timeout=120)
+    finally:
+        for p in (first, waiter):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert rc == 0, err
+    assert_no_traceback(err)
+    assert assert_finals_complete(out, src) == ["a", "b"]
+    assert partials(out) == []
+    reference = tmp_path / "reference"
+    assert run_batch(*args[:1], "--out", str(reference), "--save-video",
+                     model=tiny_int8_model).returncode == 0
+    assert_same_as(out, reference, src)
+
+
+def test_resume_checks_what_it_skips(sources, undisturbed, tiny_int8_model, tmp_path):
+    """A cut JSON lines file or an unplayable video under a final name is redone."""
+    out = tmp_path / "out"
+    shutil.copytree(undisturbed, out)
+    text = (out / "a.jsonl").read_text()
+    (out / "a.jsonl").write_text(text[: len(text) * 2 // 3])
+    video = (out / "b.mp4").read_bytes()
+    (out / "b.mp4").write_bytes(video[: len(video) // 2])
+    r = run_batch(str(sources["a"].parent), "--out", str(out), "--save-video", "--resume",
+                  model=tiny_int8_model)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert any("a.mp4: redoing, a.jsonl is" in x for x in lines), r.stderr
+    assert any("b.mp4: redoing, b.mp4 is" in x for x in lines), r.stderr
+    assert "yolo_tpu: resume: 1 of 3 inputs already done" in lines
+    assert_same_as(out, undisturbed, sources)
