@@ -100,6 +100,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        print(f"error: --out-dir {args.out_dir}: is an existing file, not a folder",
+              file=sys.stderr)
+        return 2
     if problem := missing_tensorflow():
         print(f"error: {problem}", file=sys.stderr)
         return 2

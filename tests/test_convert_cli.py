@@ -88,6 +88,15 @@ def test_bad_arguments_fail_before_any_work(tmp_path, args, message):
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_out_dir_that_is_a_file_fails_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    out.write_text("a file the user has")
+    r = convert_cli("--out-dir", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"--out-dir {out}: is an existing file, not a folder" in r.stderr
+    assert "[1/" not in r.stderr and out.read_text() == "a file the user has"
+
+
 def test_help_shows_defaults():
     r = subprocess.run([sys.executable, "-m", "converters", "--help"], capture_output=True,
                        text=True, cwd=ROOT)

@@ -293,11 +293,29 @@ def test_tpu_without_libedgetpu(tiny_int8_model):
 
 
 @pytest.mark.parametrize("flag,value", [("--conf", "0"), ("--conf", "1.5"), ("--iou", "-0.1"),
-                                        ("--iou", "x"), ("--max-det", "0")])
+                                        ("--iou", "x"), ("--max-det", "0"),
+                                        ("--max-det", "1e26"), ("--max-det", "10000000000000"),
+                                        ("--timeout", "inf"), ("--timeout", "1e10"),
+                                        ("--timeout", "nan"), ("--serve-fps", "1e-10"),
+                                        ("--serve-fps", "-1")])
 def test_out_of_range_arguments(capsys, flag, value):
     with pytest.raises(SystemExit) as e:
         detect.main(["--image", "samples/dog.jpg", flag, value])
     assert e.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, env", [(["--serve-token", ""], {}),
+                                       (["--serve-token", "  "], {}),
+                                       ([], {"YOLO_TPU_SERVE_TOKEN": ""})])
+def test_empty_serve_token_is_refused(capsys, monkeypatch, args, env):
+    """An empty token is not 'no token': it would turn authentication off silently."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code = detect.main(["--model", "tests/fixtures/none.tflite", "--video",
+                        "samples/photos.mp4", "--serve", "0", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "empty" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
 
 
 # ---------------------------------------------------------------- Python API

@@ -552,9 +552,9 @@ def test_named_weights_cases(tmp_path, where, value, expect):
 
 
 def test_eval_of_a_zero_byte_image_is_refused(tmp_path):
-    from converters.accuracy import eval_images
+    from converters.accuracy import split_images
     from converters.calibration import CalibrationError
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     with pytest.raises(CalibrationError, match="empty file"):
-        eval_images(None, [str(empty)])
+        split_images(None, [str(empty)], coco=True)

@@ -104,6 +104,20 @@ def needs_tpu(args: argparse.Namespace) -> bool:
         return False  # not readable here: the workers will say why
 
 
+def scheduler_problem(address: str) -> str | None:
+    """What is wrong with a scheduler address before Dask tries it (Dask's own Client,
+    given a malformed one, fails and then leaves a traceback behind at exit)."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError as e:
+        return f"not an address: {e}"
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+        return "not an address: give it as tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786)"
+    return None
+
+
 def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
                    records: list[dict[str, Any]], missing: list, stop, overall) -> str | None:
     """Submit the videos to do, collect their records as they finish (the summary rewritten
@@ -119,6 +133,9 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
     for name in ["distributed", *[n for n in logging.root.manager.loggerDict
                                   if n.startswith("distributed.")]]:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    if problem := scheduler_problem(args.scheduler):
+        _error(f"--scheduler {args.scheduler}: {problem}")
+        return "unreachable"
     try:
         client = Client(args.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:

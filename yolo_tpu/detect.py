@@ -166,6 +166,18 @@ unit_interval = _bounded(float, "a number", 0.0, inclusive=False, high=1.0)  # (
 positive_int = _bounded(int, "an integer", 1)
 non_negative_int = _bounded(int, "an integer", 0)
 positive_float = _bounded(float, "a number", 0.0, inclusive=False)
+max_det = _bounded(int, "an integer", 1, high=100_000)  # beyond: memory, not detections
+# OpenCV's FFmpeg timeouts are milliseconds in an int: an hour is ample for any stream
+timeout_s = _bounded(float, "a number", 0.0, inclusive=False, high=3600.0)
+
+
+def serve_fps(text: str) -> float:
+    """--serve-fps: 0 (a JPEG for every frame) or 0.1..1000 JPEGs a second (a slower rate
+    would leave the encoder asleep for hours, a picture frozen)."""
+    value = _bounded(float, "a number", 0.0)(text)
+    if value and not 0.1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be 0 (every frame) or in [0.1, 1000], got {text}")
+    return value
 
 
 def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
@@ -183,7 +195,7 @@ def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
                    help="auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N (default auto: the "
                         "Edge TPU for a compiled model, else the CPU); for segments, one "
                         "per segment comma-separated, e.g. usb:0,usb:1")
-    p.add_argument("--max-det", type=positive_int, default=300,
+    p.add_argument("--max-det", type=max_det, default=300,
                    help=f"at most this many detections per {what} (default 300)")
 
 
@@ -239,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reconnect", type=non_negative_int, default=5, metavar="N",
                    help="live source: reopen a camera or stream that stops delivering up to "
                         "N times in a row, with backoff 0.5, 1, 2, ... s (default 5)")
-    p.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=timeout_s, default=5.0, metavar="SECONDS",
                    help="stream: give up opening or reading after this long (default 5)")
     p.add_argument("--max-frames", type=positive_int, metavar="N",
                    help="video: stop after N frames")
@@ -250,7 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve-token", metavar="TOKEN",
                    help="--serve: every endpoint wants this token (?token=TOKEN or "
                         "'Authorization: Bearer TOKEN'; default: $YOLO_TPU_SERVE_TOKEN)")
-    p.add_argument("--serve-fps", type=_bounded(float, "a number", 0.0), default=15.0,
+    p.add_argument("--serve-fps", type=serve_fps, default=15.0,
                    metavar="FPS",
                    help="--serve: at most this many JPEGs a second on /stream.mjpg, each the "
                         "newest frame (default 15; 0: every frame); /events has every frame")
@@ -548,6 +560,9 @@ def run_stream(args: argparse.Namespace) -> int:
     if args.serve_token is not None and not args.serve:
         _error("--serve-token applies to --serve only")
         return 2
+    if problem := _empty_token(args):
+        _error(problem)
+        return 2
     from .track_cli import check_tracking
     if problem := check_tracking(args):
         _error(problem)
@@ -560,6 +575,17 @@ def run_stream(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.close()
+
+
+def _empty_token(args: argparse.Namespace) -> str | None:
+    """An empty token would turn authentication off without a word: refused."""
+    from .serve import TOKEN_ENV
+    if args.serve_token is not None and not args.serve_token.strip():
+        return "--serve-token is empty: give a token, or leave the option out for no token"
+    if args.serve and args.serve_token is None and TOKEN_ENV in os.environ \
+            and not os.environ[TOKEN_ENV].strip():
+        return (f"${TOKEN_ENV} is set but empty: give a token, or unset it for no token")
+    return None
 
 
 def _open_server(args: argparse.Namespace, source: str):
