@@ -557,32 +557,31 @@ def _pool_geometry(r: _Reader, shape, size: int, sx: int, sy: int, padding: int)
     return out_h, out_w
 
 
-def _maxpool(r: _Reader, index: int, layers: list[Layer], shape):
+def _pool_window(r: _Reader, index: int, shape):
+    """The window keys maxpool and local_avgpool share (parse_maxpool's defaults) and the
+    layer they make: (params, inputs, output shape)."""
     stride = r.int("stride", 1)
     sx, sy = r.int("stride_x", stride), r.int("stride_y", stride)
     size = r.int("size", stride)
     padding = r.int("padding", size - 1)
     if size < 1 or sx < 1 or sy < 1 or padding < 0:
         r.fail("size and stride must be positive")
-    r.refuse_unless("maxpool_depth", 0, "max over channels")
-    r.refuse_unless("out_channels", 1, "max over channels")
-    r.refuse_unless("antialiasing", 0, "anti-aliased pooling")
     out_h, out_w = _pool_geometry(r, shape, size, sx, sy, padding)
     return (dict(size=size, stride=sx, stride_y=sy, padding=padding), [index - 1],
             (out_h, out_w, shape[2]))
+
+
+def _maxpool(r: _Reader, index: int, layers: list[Layer], shape):
+    layer = _pool_window(r, index, shape)
+    r.refuse_unless("maxpool_depth", 0, "max over channels")
+    r.refuse_unless("out_channels", 1, "max over channels")
+    r.refuse_unless("antialiasing", 0, "anti-aliased pooling")
+    return layer
 
 
 def _local_avgpool(r: _Reader, index: int, layers: list[Layer], shape):
     """parse_local_avgpool: maxpool's geometry, the mean over each window's real pixels."""
-    stride = r.int("stride", 1)
-    sx, sy = r.int("stride_x", stride), r.int("stride_y", stride)
-    size = r.int("size", stride)
-    padding = r.int("padding", size - 1)
-    if size < 1 or sx < 1 or sy < 1 or padding < 0:
-        r.fail("size and stride must be positive")
-    out_h, out_w = _pool_geometry(r, shape, size, sx, sy, padding)
-    return (dict(size=size, stride=sx, stride_y=sy, padding=padding), [index - 1],
-            (out_h, out_w, shape[2]))
+    return _pool_window(r, index, shape)
 
 
 def _reorg3d(r: _Reader, index: int, layers: list[Layer], shape):

@@ -216,15 +216,20 @@ def remember(key: str, trial: Trial, lib: LibraryInfo | None, runtime: dict) -> 
     verdicts[key] = {**asdict(trial), "libedgetpu": lib.path if lib else None,
                      "libedgetpu_version": lib.version if lib else None, "runtime": runtime,
                      "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    path = cache_file()
+    write_cache(cache_file(), verdicts)
+
+
+def write_cache(path: Path, data: dict) -> None:
+    """A trial cache written whole via a temporary name (never half a file, even with two
+    runs at once); a read-only home is no error: the trial simply runs again next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".delegate_trials.")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.")
         with os.fdopen(fd, "w") as f:
-            json.dump(verdicts, f, indent=1)
+            json.dump(data, f, indent=1)
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only home: the trial simply runs again next time
+        pass
 
 
 def crash_message(lib_path: str, runtime: dict, detail: str) -> str:

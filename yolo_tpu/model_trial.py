@@ -25,13 +25,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .backends import BackendError, Device, make_interpreter, parse_device
-from .edgetpu import runtime_identity
+from .edgetpu import runtime_identity, write_cache
 
 DEFAULT_TIMEOUT = 120.0  # seconds: a Raspberry Pi's first inference of a big float model
 _EXIT_BACKEND, _EXIT_MODEL = 3, 4  # exit codes of the child (a crash is a signal)
@@ -160,15 +159,7 @@ def _read_cache() -> dict:
 
 
 def _write_cache(data: dict) -> None:
-    path = cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model_trials.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home: the trial simply runs again next time
+    write_cache(cache_file(), data)
 
 
 def file_sha256(path: str, cache: dict) -> str:
