@@ -98,6 +98,7 @@ class Finding:
     what: str
     fix: str = ""
     commands: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
