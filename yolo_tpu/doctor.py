@@ -120,6 +120,11 @@ def diagnose(device: str | None, model: str) -> tuple[list[tuple[str, str]], lis
     return rows, findings, trial.verdict != "no_device"
 
 
+def exit_code(findings: list[Finding]) -> int:
+    """1 when a finding is an error; warnings (USB2, under-voltage) and notes do not fail."""
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
 def print_findings(findings: list[Finding]) -> None:
     """Each finding in one or two lines, its commands indented beneath to paste."""
     print("\nfindings:")
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{width}}{value}")
     if findings:
         print_findings(findings)
-    if any(f.level == "error" for f in findings):
+    if exit_code(findings):
         return 1
     print("\nEdge TPU ready: the delegate loaded and ran an inference in a trial process.")
     return 0
