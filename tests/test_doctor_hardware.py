@@ -262,6 +262,19 @@ def test_a_node_missing_from_dev_is_a_container_without_the_device(machine, tmp_
     assert r.returncode == 1 and f.startswith("error:") and "--device /dev/bus/usb" in f
 
 
+def test_detect_says_what_sysfs_shows_when_libedgetpu_lists_none(machine, libs, monkeypatch,
+                                                                 tmp_path):
+    from yolo_tpu.backends import _no_device_message
+    sysfs, dev = machine
+    for name, value in {**fs.env(sysfs, dev), "YOLO_TPU_EDGETPU_LIB": str(libs["ok"]),
+                        "STANDIN_EDGETPU_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    message = _no_device_message("usb")
+    assert message.startswith("no Edge TPU (usb) answered: libedgetpu lists none (no Coral "
+                              "found: no USB device 1a6e:089a")
+    assert "python -m yolo_tpu.doctor gives the fix" in message and "\n" not in message
+
+
 # --- the board, no sysfs ------------------------------------------------------------------------
 
 

@@ -1,10 +1,11 @@
 """`python -m yolo_tpu.doctor`: can this machine run a compiled model on an Edge TPU?
 
 From the hardware up: first the Corals sysfs shows (yolo_tpu.hardware: USB before/after its
-firmware, bus speed, PCIe driver, may this user open the node), then Python, numpy, the TFLite runtime (LiteRT flavour and version), which libedgetpu
-is found (path, and version through its C API), the Edge TPUs it lists, and the result of
-a trial: the delegate loaded and one inference run *in a child process*, so a library that
-crashes the interpreter (Coral's libedgetpu 16 with a much newer LiteRT) becomes a finding
+firmware, bus speed, PCIe driver, may this user open the node), then Python, numpy, the
+TFLite runtime (LiteRT flavour and version), which libedgetpu is found (path, and version
+through its C API), the Edge TPUs it lists, and the result of a trial: the delegate loaded
+and one inference run *in a child process*, so a library that crashes the interpreter
+(Coral's libedgetpu 16 with a much newer LiteRT) becomes a finding
 with the fix instead of a dead process. Everything that touches libedgetpu runs in a child.
 
 Each finding is a level (error, warning, note), what, and the fix with commands to paste; where

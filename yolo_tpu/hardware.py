@@ -347,3 +347,12 @@ def rows(hw: Hardware) -> list[tuple[str, str]]:
     if hw.board:
         out.append(("board", hw.board))
     return out
+
+
+def first_error() -> str | None:
+    """The first hardware error on this machine, for a one-line device error elsewhere."""
+    try:
+        errors = [f.what for f in assess(scan()) if f.level == "error"]
+    except OSError:
+        return None
+    return errors[0] if errors else None
