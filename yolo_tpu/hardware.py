@@ -149,7 +149,7 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _number(text: str | None, cast=int):
+def _number(text: str | None, cast: type = int) -> float | int | None:
     try:
         return cast(text) if text is not None else None
     except ValueError:
@@ -333,9 +333,9 @@ def rows(hw: Hardware) -> list[tuple[str, str]]:
     out = []
     for coral in hw.usb:
         speed = f"{coral.speed:g} Mb/s" if coral.speed is not None else "speed ?"
+        ids = next(":".join(ids) for ids, state in USB_STATES.items() if state == coral.state)
         out.append((f"Coral USB {coral.name}",
-                    f"{coral.state} ({'18d1:9302' if coral.state == 'ready' else '1a6e:089a'}), "
-                    f"{speed}, {coral.max_power}, /dev/{coral.node}"))
+                    f"{coral.state} ({ids}), {speed}, {coral.max_power}, /dev/{coral.node}"))
     for card in hw.pci:
         out.append((f"Coral PCIe {card.address}",
                     f"driver {card.driver or 'none'}, {', '.join(card.apex) or 'no apex node'}"))
