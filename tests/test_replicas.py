@@ -19,6 +19,7 @@ import edgetpu_standin
 from conftest import SAMPLES
 from test_detect_cli import assert_no_traceback, error_lines, json_lines
 from test_edgetpu_runtime import libs, tpu_env  # noqa: F401  (fixtures: stand-in libedgetpu)
+from test_batch import jsonl, run_batch
 from test_video import run_cli, stamped_clip
 
 from converters import edgetpu_compile, segment
@@ -74,6 +75,16 @@ def test_cpu_plus_cpu_video_json_equals_one_device(tiny_int8_model, clip):
     assert len(single) == 24 and sum(len(r["detections"]) for r in single) > 0
     assert [r["frame"] for r in replicated] == list(range(24))
     assert replicated == single
+
+
+def test_batch_cpu_plus_cpu_equals_one_device(tiny_int8_model, clip, tmp_path):
+    for device in ("cpu", "cpu+cpu"):
+        r = run_batch(str(clip), "--out", str(tmp_path / device), "--device", device,
+                      model=tiny_int8_model)
+        assert r.returncode == 0, r.stderr
+    single = jsonl(tmp_path / "cpu" / "pan.jsonl")
+    assert len(single) == 24
+    assert jsonl(tmp_path / "cpu+cpu" / "pan.jsonl") == single
 
 
 def test_detector_cpu_plus_cpu_equals_cpu(tiny_int8_model):
