@@ -10,7 +10,6 @@ libedgetpu lists several TPUs.
 """
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import queue
