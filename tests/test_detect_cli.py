@@ -256,7 +256,8 @@ def test_missing_model_one_line(capsys, tmp_path):
 
 
 def test_missing_default_model_says_make_demo(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(detect, "DEFAULT_MODEL", str(tmp_path / "yolov3-tiny_int8.tflite"))
+    from yolo_tpu import cli
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", str(tmp_path / "yolov3-tiny_int8.tflite"))
     assert detect.main(["--image", "samples/dog.jpg"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "yolov3-tiny_int8.tflite" in err and "make demo" in err
