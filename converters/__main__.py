@@ -17,8 +17,10 @@ from .calibration import CalibrationError
 from .cfg import ConfigError, parse_cfg, parse_size
 from .cfg import FLAVORS
 from .darknet_data import DataError
-from .darknet import DARKNET_HELP, DEFAULT_LEAKY, LEAKY_HELP, LEAKY_POLICIES, NO_NAMES_WARNING
+from .darknet import DARKNET_HELP, NO_NAMES_WARNING
+from .leaky import DEFAULT_LEAKY, LEAKY_HELP, LEAKY_POLICIES
 from .weights import WeightsError
+from .cli import HelpFormatter, fidelity_ok, positive_int
 
 
 def default_names(cfg: str, size: tuple[int, int] | None) -> str | None:
@@ -38,33 +40,6 @@ def default_names(cfg: str, size: tuple[int, int] | None) -> str | None:
 
 def stage(n: int, total: int, text: str) -> None:
     print(f"[{n}/{total}] {text}", file=sys.stderr, flush=True)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each default, except None: those options say in their help what they default to."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -218,31 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  wrote {args.report_json}")
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)
     return 0 if report.all_mapped and compiled_ok and faithful else 1
-
-
-
-def fidelity_ok(fidelity, min_fidelity: float, leaky: str) -> bool:
-    """False, with one error line, when the int8 model is below `min_fidelity` beyond doubt
-    (Fidelity.fails). An unscorable report (the reference finds nothing) or one on too few
-    reference detections is a warning, not a failure: it says little about the model,
-    only about the images."""
-    if fidelity is None or fidelity.score is None:
-        return True
-    losses = (f"loses {fidelity.lost} of the exact float model's {fidelity.reference} "
-              f"detections and adds {fidelity.unexplained}")
-    if not fidelity.fails(min_fidelity):
-        if not fidelity.judged and fidelity.score < min_fidelity:
-            print(f"warning: fidelity {fidelity.score:.2f} is below --min-fidelity "
-                  f"{min_fidelity:g} (the int8 model {losses}), but {fidelity.reference} "
-                  "reference detections are too few to judge; pass --eval with more images "
-                  "of your model's subjects", file=sys.stderr)
-        return True
-    hint = (" (--leaky relu on weights trained with leaky: leave --leaky at addrelu)"
-            if leaky == "relu" else " (try --leaky addrelu, or more --calib images)"
-            if leaky != "addrelu" else " (try more --calib images from your deployment)")
-    print(f"error: fidelity {fidelity.score:.2f} is below --min-fidelity {min_fidelity:g}: "
-          f"the int8 model {losses}{hint}", file=sys.stderr)
-    return False
 
 
 if __name__ == "__main__":

@@ -14,17 +14,7 @@ from dataclasses import dataclass
 from .cfg import FLAVORS, ConfigError, Network, cfg_line, parse_cfg, parse_size
 from .weights import ConvWeights, WeightsError, load_weights
 
-# Kept here (not in keras_model) so the CLIs can parse arguments without TensorFlow.
-LEAKY_POLICIES = ("relu", "maximum", "addrelu", "prelu", "keep")
-# Every policy but relu computes darknet's leaky exactly; addrelu is also all Edge TPU ops
-# and keeps darknet's detections in int8, so it is what a leaky cfg gets by default.
-EXACT_LEAKY = ("maximum", "addrelu", "prelu", "keep")
-DEFAULT_LEAKY = "addrelu"
-LEAKY_HELP = ("how leaky ReLU is expressed: addrelu (default; exact, Edge TPU: "
-              "0.1x + relu(0.9x), keeps darknet's detections in int8), maximum (exact, Edge "
-              "TPU: MUL+MAXIMUM, loses some detections in int8), prelu (exact, Edge TPU, slow "
-              "on CPU), keep (LEAKY_RELU, CPU only), relu (Edge TPU; right only for weights "
-              "trained with ReLU)")
+from .leaky import DEFAULT_LEAKY, EXACT_LEAKY, LEAKY_HELP, LEAKY_POLICIES
 
 
 DARKNET_HELP = ("which darknet trained the weights: alexeyab (batch norm sqrt(var + 1e-5), "
@@ -161,7 +151,7 @@ def summary(c: Converted, leaky: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .__main__ import HelpFormatter
+    from .cli import HelpFormatter
     ap = argparse.ArgumentParser(prog="python -m converters.darknet", description=__doc__.split("\n")[0],
                                  formatter_class=HelpFormatter)
     ap.add_argument("cfg", help="darknet .cfg")

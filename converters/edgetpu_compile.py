@@ -398,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"{model}: yolo_tpu metadata copied from {args.metadata_from}")
         return 0
+    if shutil.which(COMPILER) is None:  # said once, not once per model
+        print(NOT_INSTALLED, file=sys.stderr)
+        return 2
     codes = []
     for one in map(Path, args.model):
         out_dir = Path(args.out_dir) if args.out_dir else one.resolve().parent

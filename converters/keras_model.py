@@ -20,7 +20,7 @@ with native_stderr_captured():  # the oneDNN notice TensorFlow prints as it load
     import tensorflow as tf
 
 from .cfg import Layer, Network
-from .darknet import DEFAULT_LEAKY, LEAKY_POLICIES
+from .leaky import DEFAULT_LEAKY, LEAKY_POLICIES
 from .weights import ConvWeights
 META_ENTRY = "yolo_tpu.json"  # stored beside config.json inside the .keras zip
 LEAKY_SLOPE = 0.1  # darknet's leaky_activate: x > 0 ? x : .1 * x

@@ -129,7 +129,7 @@ def write(path: str, data: bytes) -> None:
 def add_calibration_args(ap: argparse.ArgumentParser) -> None:
     """--calib, --num, --io, --eval, --min-fidelity: one definition for converters and
     converters.quantize."""
-    from .__main__ import fraction, positive_int
+    from .cli import fraction, positive_int
     from .accuracy import HOLD_OUT, MIN_FIDELITY
     ap.add_argument("--calib", nargs="+", metavar="PATH",
                     help="calibration images/videos: files, folders or globs (default: "
@@ -147,7 +147,7 @@ def add_calibration_args(ap: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .__main__ import HelpFormatter, fidelity_ok
+    from .cli import HelpFormatter, fidelity_ok
     ap = argparse.ArgumentParser(prog="python -m converters.quantize",
                                  description=__doc__.split("\n")[0],
                                  formatter_class=HelpFormatter)

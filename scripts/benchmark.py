@@ -33,47 +33,50 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
 import random
-import re
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import IO, Any, Callable
 
-# Only the standard library at module level: the OpenCV-4 worker runs this file in a venv
-# that has nothing but opencv-python-headless and numpy.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Only the standard library at module level (here and in bench/): the OpenCV-4 worker runs
+# this file in a venv that has nothing but opencv-python-headless and numpy.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/: the bench package
+from bench.common import ROOT  # noqa: E402
+
 sys.path.insert(0, ROOT)
 
-CFG = os.path.join(ROOT, "cfg", "yolov3-tiny.cfg")
-WEIGHTS = os.path.join(ROOT, "weights", "yolov3-tiny.weights")
-NAMES = os.path.join(ROOT, "cfg", "coco.names")
-SAMPLES = os.path.join(ROOT, "samples")
-BENCH_DIR = os.path.join(ROOT, "build", "bench")
-DOCS = os.path.join(ROOT, "docs")
-README = os.path.join(ROOT, "README.md")
-MARK_START, MARK_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
-
-OPENCV4 = "4.14.0.94"
-OPENCV4_VENV = os.path.join(BENCH_DIR, "opencv4-venv")
-CONF, IOU = 0.25, 0.45  # darknet's `detector test` defaults and the runtime's
-CANDIDATE_CONF = 0.005  # candidates scored down to this, as converters.accuracy does
-INPUT_SIZE = 416
-# (quantizer mode, --leaky): the int8 forms for the Edge TPU, the float forms as
-# scripts/fidelity.py builds them (float32 keeps LEAKY_RELU: darknet's arithmetic).
-FORMS = (("int8", "addrelu"), ("int8", "maximum"), ("int8", "relu"),
-         ("float16", "maximum"), ("dynamic", "maximum"), ("float32", "keep"))
-ANNOTATED = ("dog.jpg", "kite.jpg", "person.jpg")  # photos drawn for the README
-ANNOTATED_WIDTH = 560
-ANNOTATED_MAX_BYTES = 100_000
+from bench.ceiling import build_ceiling, conv_macs  # noqa: E402
+from bench.common import (  # noqa: E402
+    ANNOTATED,
+    ANNOTATED_MAX_BYTES,
+    ANNOTATED_WIDTH,
+    BENCH_DIR,
+    CANDIDATE_CONF,
+    CEILING_CONVS,
+    CEILING_SHAPE,
+    CFG,
+    CONF,
+    DOCS,
+    MARK_END,
+    MARK_START,
+    NAMES,
+    OPENCV4,
+    README,
+    SAMPLES,
+    SHIPPED,
+    VIDEO_FRAMES,
+    WEIGHTS,
+    Contestant,
+    Result,
+    say,
+)
+from bench.opencv import opencv4_python, opencv_postprocess, opencv_score_cfg  # noqa: E402,F401
+from bench.tflite import build_models, build_video, edgetpu_models, edgetpu_ops  # noqa: E402
+from bench.worker import serve  # noqa: E402
 
 # Targets (issue 13: what matters and can be measured on this CPU, each PASS/FAIL in one run).
 # Against the baselines the end-to-end ratios are regression guards set under what this
@@ -83,335 +86,11 @@ SPEEDUP_FLOORS = (("opencv", 2.0), ("darknet", 25.0))
 FRAME_OVER_INVOKE = 1.10  # from a decoded frame: letterbox + decode heads + NMS on top of invoke
 VIDEO_OVER_INVOKE = 0.85  # video loop FPS against invoke-only FPS, same model, same run
 CEILING_FRACTION = 0.7  # invoke's multiply-accumulates per second against this CPU's int8 peak
-# The CPU's int8 ceiling: a large model of nothing but int8 3x3 convolutions (the op that
-# dominates YOLO), 256 -> 256 channels on 56x56, where XNNPACK runs at its best.
-CEILING_SHAPE = (56, 56, 256)
-CEILING_CONVS = 2
-VIDEO_FRAMES = 150
 AGREEMENT_TARGETS = (("int8-maximum", 0.9), ("int8-addrelu", 0.98), ("float32-keep", 0.98))
 INT8_KEYS = ("int8-addrelu", "int8-maximum", "int8-relu")
-SHIPPED = "int8-addrelu"  # what `python -m converters` makes by default: the video and
-# ceiling targets are measured on it
-MODES = ("file", "frame", "invoke")
 
 
-def say(message: str) -> None:
-    """Progress and notes go to stderr, so stdout holds the table and the verdicts."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[-1] if text else ''}".rstrip(": ")
-
-
-# =============================================================== worker side (any venv)
-
-def timed(fn: Callable[[Any], object], items: list) -> list[float]:
-    """Wall ms of fn(item) for each item."""
-    result = []
-    for item in items:
-        t0 = time.perf_counter_ns()
-        fn(item)
-        result.append((time.perf_counter_ns() - t0) / 1e6)
-    return result
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size (VmHWM), in MB.
-
-    Not getrusage's ru_maxrss: Linux carries that over fork and exec, so a worker started
-    by a parent that once held TensorFlow would report the parent's peak.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def opencv_postprocess(outputs: list, width: int, height: int, conf: float,
-                       iou: float):
-    """Darknet-style boxes from OpenCV's [yolo] outputs: (N, 6) x1 y1 x2 y2 score class.
-
-    OpenCV's rows are cx, cy, w, h (relative to the stretched input, so to the image),
-    objectness, then objectness * class probability per class. As darknet does: a
-    (box, class) pair per probability above `conf`, greedy NMS per class, boxes clipped
-    to the image afterwards.
-    """
-    import cv2
-    import numpy as np
-    rows = np.concatenate([np.asarray(o).reshape(-1, np.asarray(o).shape[-1]) for o in outputs])
-    probs = rows[:, 5:]
-    r, c = np.nonzero(probs > conf)
-    if not len(r):
-        return np.zeros((0, 6), np.float32)
-    cx, cy = rows[r, 0] * width, rows[r, 1] * height
-    bw, bh = rows[r, 2] * width, rows[r, 3] * height
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-    scores = probs[r, c]
-    keep: list[int] = []
-    for cls in np.unique(c):
-        idx = np.nonzero(c == cls)[0]
-        xywh = boxes[idx].astype(np.float64)
-        xywh[:, 2:] -= xywh[:, :2]
-        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores[idx].tolist(), conf, iou)
-        keep.extend(idx[np.asarray(kept, np.int64).reshape(-1)].tolist())
-    keep_idx = np.asarray(keep, np.int64)
-    clipped = np.clip(boxes[keep_idx], 0, [width - 1, height - 1, width - 1, height - 1])
-    return np.column_stack([clipped, scores[keep_idx], c[keep_idx]]).astype(np.float32)
-
-
-class TfliteRunner:
-    """yolo_tpu's runtime on one .tflite (LiteRT on the CPU, or the Edge TPU)."""
-
-    modes = MODES
-
-    def __init__(self, spec: dict):
-        import cv2
-        from yolo_tpu.detector import Detector
-        self.imread = cv2.imread
-        self.images = spec["images"]
-        self.detector = Detector(spec["model"], spec.get("device", "cpu"), conf=CONF, iou=IOU)
-        self.frames = [cv2.imread(p) for p in self.images]
-        # preprocess reuses one buffer: keep a copy per photo
-        self.tensors = [self.detector.preprocess(f)[0].copy() for f in self.frames]
-        self.threads = self.detector.backend
-        self.thread_count = os.cpu_count() if spec.get("device", "cpu") == "cpu" else None
-        self.video = spec.get("video")
-        self.modes = MODES + (("video",) if self.video else ())
-
-    def time(self, mode: str) -> list[float]:
-        if mode == "file":
-            return timed(lambda p: self.detector(self.imread(p)), self.images)
-        if mode == "frame":
-            return timed(self.detector, self.frames)
-        if mode == "video":
-            return [self.video_ms_per_frame()]
-        return timed(self.detector.infer, self.tensors)
-
-    def video_ms_per_frame(self) -> float:
-        """`detect --video FILE --json OUT` in-process: the threaded loop over the file,
-        decode, letterbox, invoke, decode heads, NMS, JSON lines; wall ms per frame."""
-        import tempfile
-
-        from yolo_tpu.sinks import JsonLines
-        from yolo_tpu.sources import VideoSource, video_spec
-        from yolo_tpu.stream import run
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            source = VideoSource(video_spec(self.video)).open()
-            sink = JsonLines(os.path.join(tmp, "frames.jsonl"), self.video)
-            stats = run(self.detector, source, [sink])
-            source.close()
-            sink.close()
-        return (time.perf_counter() - t0) * 1e3 / max(stats.frames, 1)
-
-    def detect(self, conf: float) -> list[list[list[float]]]:
-        import numpy as np
-        self.detector.conf = conf
-        try:
-            dets = [self.detector(f) for f in self.frames]
-        finally:
-            self.detector.conf = CONF
-        return [np.column_stack([d.xyxy, d.scores, d.class_ids]).tolist() for d in dets]
-
-    @staticmethod
-    def versions() -> dict[str, str]:
-        from importlib.metadata import version
-
-        import cv2
-        import numpy
-        return {"ai-edge-litert": version("ai-edge-litert"), "numba": version("numba"),
-                "numpy": numpy.__version__, "opencv (yolo_tpu)": cv2.__version__}
-
-
-class DarknetRunner:
-    """Darknet's own `detector test` pipeline through libdarknet (file in, boxes out)."""
-
-    modes = ("file",)
-
-    def __init__(self, spec: dict):
-        from converters.darknet_ref import Darknet
-        self.images = spec["images"]
-        self.net = Darknet(spec["cfg"], spec["weights"])
-        self.threads = "as Debian builds it (no thread setting)"
-        self.thread_count = None
-
-    def time(self, mode: str) -> list[float]:
-        return timed(lambda p: self.net.detect(p, CONF, IOU), self.images)
-
-    def detect(self, conf: float) -> list[list[list[float]]]:
-        return [[[*d.box, d.score, d.class_id] for d in self.net.detect(p, conf, IOU)]
-                for p in self.images]
-
-    @staticmethod
-    def versions() -> dict[str, str]:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "darknet"],
-                             capture_output=True, text=True)
-        return {"darknet (Debian)": out.stdout.strip() or "unknown"}
-
-
-class OpencvRunner:
-    """OpenCV 4 DNN on the darknet cfg and weights: 416x416, 1/255, swapRB, no letterbox."""
-
-    modes = MODES
-
-    def __init__(self, spec: dict):
-        import cv2
-        self.cv2 = cv2
-        self.spec = spec
-        self.images = spec["images"]
-        self.net = cv2.dnn.readNetFromDarknet(spec["cfg"], spec["weights"])
-        self.score_net = None
-        self.outputs = self.net.getUnconnectedOutLayersNames()
-        self.frames = [cv2.imread(p) for p in self.images]
-        self.blobs = [self.blob(f) for f in self.frames]
-        self.threads = f"{cv2.getNumThreads()} threads (OpenCV's default)"
-        self.thread_count = cv2.getNumThreads()
-
-    def blob(self, frame):
-        return self.cv2.dnn.blobFromImage(frame, 1 / 255, (INPUT_SIZE, INPUT_SIZE),
-                                          swapRB=True, crop=False)
-
-    def forward(self, net, blob) -> list:
-        net.setInput(blob)
-        return net.forward(self.outputs)
-
-    def detect_frame(self, frame, net, conf: float):
-        h, w = frame.shape[:2]
-        return opencv_postprocess(self.forward(net, self.blob(frame)), w, h, conf, IOU)
-
-    def time(self, mode: str) -> list[float]:
-        if mode == "file":
-            return timed(lambda p: self.detect_frame(self.cv2.imread(p), self.net, CONF),
-                         self.images)
-        if mode == "frame":
-            return timed(lambda f: self.detect_frame(f, self.net, CONF), self.frames)
-        return timed(lambda b: self.forward(self.net, b), self.blobs)
-
-    def detect(self, conf: float) -> list[list[list[float]]]:
-        # OpenCV zeroes class scores under its [yolo] `thresh` (default 0.2); the scoring
-        # net reads a cfg copy with thresh=0.005, so its low-confidence candidates count
-        # as ours do. Timing uses the unmodified cfg.
-        if self.score_net is None:
-            self.score_net = self.cv2.dnn.readNetFromDarknet(self.spec["score_cfg"],
-                                                             self.spec["weights"])
-        return [self.detect_frame(f, self.score_net, conf).tolist() for f in self.frames]
-
-    def versions(self) -> dict[str, str]:
-        import numpy
-        return {"opencv (DNN worker)": self.cv2.__version__,
-                "numpy (DNN worker)": numpy.__version__}
-
-
-class CeilingRunner:
-    """The int8 convolution model that measures this CPU's int8 peak: invoke only."""
-
-    modes = ("invoke",)
-
-    def __init__(self, spec: dict):
-        from yolo_tpu.backends import make_interpreter
-        self.interpreter, self.threads = make_interpreter(spec["model"], "cpu")
-        self.thread_count = os.cpu_count()
-        self.runs = len(spec["images"])  # as many invokes as the others do photos
-        inp = self.interpreter.get_input_details()[0]
-        import numpy as np
-        self.interpreter.set_tensor(inp["index"], np.ones(inp["shape"], inp["dtype"]))
-
-    def time(self, mode: str) -> list[float]:
-        return timed(lambda _: self.interpreter.invoke(), list(range(self.runs)))
-
-    def detect(self, conf: float) -> list:
-        return []
-
-    @staticmethod
-    def versions() -> dict[str, str]:
-        return {}
-
-
-RUNNERS = {"tflite": TfliteRunner, "darknet": DarknetRunner, "opencv": OpencvRunner,
-           "ceiling": CeilingRunner}
-
-
-def reply(proto: IO[str], message: dict) -> None:
-    proto.write(json.dumps(message) + "\n")
-    proto.flush()
-
-
-def serve(spec: dict) -> int:
-    """Worker: load the contestant, warm it up, answer JSON-line commands until 'quit'."""
-    proto = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # C libraries' printf (darknet's) must not mix into the protocol
-    try:
-        runner = RUNNERS[spec["kind"]](spec)
-        for mode in runner.modes:  # warm-up: numba's cache, allocators, page cache
-            runner.time(mode)
-    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        reply(proto, {"error": one_line(e)})
-        return 1
-    reply(proto, {"ready": True, "threads": runner.threads,
-                  "thread_count": runner.thread_count, "modes": list(runner.modes),
-                  "versions": runner.versions(), "tensorflow": "tensorflow" in sys.modules})
-    for line in sys.stdin:
-        command = json.loads(line)
-        op = command["op"]
-        if op == "time":
-            cpu0, wall0 = cpu_seconds(), time.perf_counter()
-            ms = runner.time(command["mode"])
-            reply(proto, {"ms": ms, "cpu_s": cpu_seconds() - cpu0,
-                          "wall_s": time.perf_counter() - wall0})
-        elif op == "rss":
-            reply(proto, {"peak_rss_mb": peak_rss_mb()})
-        elif op == "detect":
-            reply(proto, {"detections": runner.detect(command["conf"])})
-        elif op == "quit":
-            break
-    return 0
-
-
-# =============================================================== parent side
-
-@dataclass
-class Contestant:
-    key: str  # stable id used by the targets, e.g. "int8-addrelu", "opencv"
-    label: str
-    spec: dict  # what the worker loads (kind, paths, device)
-    python: str  # interpreter that runs the worker
-    model_bytes: int
-    edgetpu_ops: str = "-"
-    macs: int = 0  # multiply-accumulates of the convolutions per invoke (TFLite models)
-
-
-@dataclass
-class Result:
-    contestant: Contestant
-    threads: str = ""  # how the worker set its threads, in words
-    thread_count: int | None = None
-    versions: dict = field(default_factory=dict)
-    ms: dict[str, list[float]] = field(default_factory=dict)  # mode -> per-round ms/photo
-    peak_rss_mb: float | None = None
-    agreement: float | None = None
-    cpu_s: float = 0.0  # CPU time over all timed passes, and their wall time
-    wall_s: float = 0.0
-
-    @property
-    def cores_busy(self) -> float | None:
-        """CPU seconds per wall second while timed: the threads that really worked."""
-        return self.cpu_s / self.wall_s if self.wall_s else None
-
-    def median(self, mode: str) -> float | None:
-        values = self.ms.get(mode)
-        return statistics.median(values) if values else None
+# =============================================================== parent side (the workers: bench/)
 
 
 class Worker:
@@ -460,187 +139,6 @@ class Worker:
 
 
 # ---------------------------------------------------------------- models and environments
-
-def source_key(mode: str, leaky: str, num: int) -> str:
-    """What a built model depends on: cfg, weights, names, form and calibration count."""
-    digest = hashlib.sha256()
-    for path in (CFG, WEIGHTS, NAMES):
-        with open(path, "rb") as f:
-            digest.update(f.read())
-    digest.update(f"{mode} {leaky} {num}".encode())
-    return digest.hexdigest()
-
-
-def model_path(mode: str, leaky: str) -> str:
-    return os.path.join(BENCH_DIR, f"yolov3-tiny_{mode}_{leaky}.tflite")
-
-
-def is_fresh(path: str, key: str) -> bool:
-    try:
-        with open(path + ".json") as f:
-            return os.path.exists(path) and json.load(f).get("key") == key
-    except (OSError, ValueError):
-        return False
-
-
-def build_models(num: int) -> dict[tuple[str, str], str]:
-    """Each form's .tflite in build/bench/, built with the converters where missing or stale.
-
-    Returns the forms that could be had; a build failure is reported and that form skipped.
-    """
-    keys = {form: source_key(*form, num) for form in FORMS}
-    stale = [form for form in FORMS if not is_fresh(model_path(*form), keys[form])]
-    if stale:
-        say(f"building {len(stale)} model form(s) into build/bench/ with TensorFlow "
-            "(one time; about 30-60 s each) ...")
-    converted: dict[str, Any] = {}
-    for i, (mode, leaky) in enumerate(stale, 1):
-        path, t0 = model_path(mode, leaky), time.perf_counter()
-        say(f"[{i}/{len(stale)}] {mode} --leaky {leaky} -> {os.path.relpath(path, ROOT)}")
-        try:
-            from converters.darknet import convert
-            from converters.quantize import quantize, write
-            if leaky not in converted:
-                converted[leaky] = convert(CFG, WEIGHTS, leaky, names=NAMES)
-            c = converted[leaky]
-            write(path, quantize(c.model, c.meta, mode, None, num, progress=True))
-        except Exception as e:  # noqa: BLE001 - one line, and the form is skipped
-            say(f"  skipped: cannot build {mode} --leaky {leaky}: {one_line(e)}")
-            continue
-        with open(path + ".json", "w") as f:
-            json.dump({"key": keys[(mode, leaky)], "num": num}, f)
-        say(f"  {os.path.getsize(path) / 1e6:.2f} MB in {time.perf_counter() - t0:.0f} s")
-    return {form: model_path(*form) for form in FORMS if is_fresh(model_path(*form), keys[form])}
-
-
-def conv_macs(path: str) -> int:
-    """Multiply-accumulates of a TFLite model's CONV_2D ops per invoke, from its tensors."""
-    from ai_edge_litert.interpreter import Interpreter
-    interpreter = Interpreter(model_path=path)
-    shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
-    macs = 0
-    for op in interpreter._get_ops_details():
-        if op["op_name"] == "CONV_2D":
-            _, kh, kw, cin = shapes[op["inputs"][1]]
-            _, h, w, cout = shapes[op["outputs"][0]]
-            macs += int(h) * int(w) * int(cout) * int(kh) * int(kw) * int(cin)
-    return macs
-
-
-def build_ceiling() -> str | None:
-    """build/bench/int8_conv_ceiling.tflite: CEILING_CONVS int8 3x3 convolutions, built
-    once with TensorFlow (random weights, calibrated on random inputs: speed only)."""
-    path = os.path.join(BENCH_DIR, "int8_conv_ceiling.tflite")
-    key = f"ceiling {CEILING_SHAPE} {CEILING_CONVS}"
-    if is_fresh(path, key):
-        return path
-    say(f"building the int8 ceiling model ({CEILING_CONVS} x conv 3x3 "
-        f"{CEILING_SHAPE[2]}->{CEILING_SHAPE[2]} on {CEILING_SHAPE[0]}x{CEILING_SHAPE[1]}) ...")
-    try:
-        import keras
-        import numpy as np
-
-        from converters.quantize import to_tflite, write
-        rng = np.random.default_rng(0)
-        x = inputs = keras.Input(CEILING_SHAPE, batch_size=1)
-        for _ in range(CEILING_CONVS):
-            x = keras.layers.Conv2D(CEILING_SHAPE[2], 3, padding="same", activation="relu")(x)
-        model = keras.Model(inputs, x)
-
-        def feed():
-            for _ in range(8):
-                yield [rng.standard_normal((1, *CEILING_SHAPE)).astype(np.float32)]
-        write(path, to_tflite(model, "int8", "int8", feed))
-    except Exception as e:  # noqa: BLE001 - one line; the ceiling target is then skipped
-        say(f"  skipped: cannot build the ceiling model: {one_line(e)}")
-        return None
-    with open(path + ".json", "w") as f:
-        json.dump({"key": key}, f)
-    return path
-
-
-def build_video() -> str | None:
-    """build/bench/pan.mp4: VIDEO_FRAMES frames 640x480 mp4v panning over the samples."""
-    path = os.path.join(BENCH_DIR, "pan.mp4")
-    key = f"pan {VIDEO_FRAMES} 640x480"
-    if is_fresh(path, key):
-        return path
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from media import pan_zoom_frames, write_video  # tests/media.py
-    photos = sorted(p for p in os.listdir(SAMPLES) if p.endswith(".jpg"))
-    per = VIDEO_FRAMES // len(photos)
-
-    def frames():
-        for name in photos:
-            yield from pan_zoom_frames(os.path.join(SAMPLES, name), (640, 480), per)
-    write_video(path, frames(), fps=25.0)
-    with open(path + ".json", "w") as f:
-        json.dump({"key": key}, f)
-    return path
-
-
-def opencv4_python() -> tuple[str | None, str]:
-    """The OpenCV-4 venv's python (created on first use), or None and why not."""
-    python = os.path.join(OPENCV4_VENV, "bin", "python")
-    stamp = os.path.join(OPENCV4_VENV, f".installed-opencv-{OPENCV4}")
-    if os.path.exists(stamp):
-        return python, ""
-    say(f"setting up {os.path.relpath(OPENCV4_VENV, ROOT)} with opencv-python-headless=="
-        f"{OPENCV4} (one time; OpenCV 5 has no darknet importer) ...")
-    t0 = time.perf_counter()
-    steps = ([sys.executable, "-m", "venv", "--clear", OPENCV4_VENV],
-             [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-              f"opencv-python-headless=={OPENCV4}", "numpy"])
-    for step in steps:
-        r = subprocess.run(step, capture_output=True, text=True)
-        if r.returncode != 0:
-            lines = [line for line in (r.stderr + r.stdout).splitlines() if line.strip()]
-            return None, f"cannot set up OpenCV {OPENCV4}: {lines[-1] if lines else step[2]}"
-    open(stamp, "w").close()
-    say(f"  done in {time.perf_counter() - t0:.0f} s")
-    return python, ""
-
-
-def opencv_score_cfg() -> str:
-    """A copy of the cfg whose [yolo] sections say thresh=0.005 (OpenCV's own key)."""
-    with open(CFG) as f:
-        text = f.read()
-    path = os.path.join(BENCH_DIR, "yolov3-tiny_opencv-thresh.cfg")
-    with open(path, "w") as f:
-        f.write(re.sub(r"(?m)^\[yolo\]\s*$", f"[yolo]\nthresh={CANDIDATE_CONF}", text))
-    return path
-
-
-def edgetpu_ops(path: str) -> str:
-    """'mapped/total' from the static Edge TPU check."""
-    from converters.edgetpu_check import check
-    report = check(path)
-    return f"{report.tpu_count}/{report.total}"
-
-
-def edgetpu_models(models: dict[tuple[str, str], str], notes: list[str]) -> dict[str, str]:
-    """int8 models compiled by edgetpu_compiler where it is installed: key -> path."""
-    compiler = shutil.which("edgetpu_compiler")
-    if compiler is None:
-        notes.append("No `edgetpu_compiler` and no Edge TPU here: TPU timings need both (the "
-                     "compiler is x86-64 Debian/Ubuntu only). The Edge TPU column is the "
-                     "static op check (`converters.edgetpu_check`) of each int8 form.")
-        return {}
-    from converters.edgetpu_compile import run_compiler
-    compiled = {}
-    for (mode, leaky), path in models.items():
-        if mode != "int8":
-            continue
-        out = path.replace(".tflite", "_edgetpu.tflite")
-        if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(path):
-            say(f"edgetpu_compiler {os.path.basename(path)} ...")
-            code, output = run_compiler(path, BENCH_DIR, compiler)
-            if code != 0 or not os.path.exists(out):
-                notes.append(f"edgetpu_compiler failed on {os.path.basename(path)}: "
-                             f"{output.strip().splitlines()[-1] if output.strip() else code}")
-                continue
-        compiled[f"tpu-int8-{leaky}"] = out
-    return compiled
 
 
 def contestants(models: dict[tuple[str, str], str], tpu_models: dict[str, str],

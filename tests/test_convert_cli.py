@@ -184,7 +184,7 @@ def test_too_few_detections_warn_and_pass():
     import contextlib
     import io
 
-    from converters.__main__ import fidelity_ok
+    from converters.cli import fidelity_ok
     from converters.accuracy import Fidelity
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

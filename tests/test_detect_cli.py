@@ -255,8 +255,20 @@ def test_missing_model_one_line(capsys, tmp_path):
     assert "make demo" in err
 
 
+def test_missing_compiled_model_says_compile_it(capsys, tmp_path):
+    """A missing *_edgetpu.tflite beside its int8 model: compiling is the missing step."""
+    int8 = tmp_path / "m_int8.tflite"
+    int8.write_bytes(b"not read: only its presence matters here")
+    assert detect.main(["--model", str(tmp_path / "m_int8_edgetpu.tflite"),
+                        "--image", "samples/dog.jpg"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"python -m converters.edgetpu_compile {int8}" in err and "make demo" not in err
+
+
 def test_missing_default_model_says_make_demo(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(detect, "DEFAULT_MODEL", str(tmp_path / "yolov3-tiny_int8.tflite"))
+    from yolo_tpu import cli
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", str(tmp_path / "yolov3-tiny_int8.tflite"))
     assert detect.main(["--image", "samples/dog.jpg"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "yolov3-tiny_int8.tflite" in err and "make demo" in err

@@ -479,6 +479,17 @@ def test_compile_without_compiler_exits_2(
     assert "apt" in err and "x86-64" in err
 
 
+def test_compile_without_compiler_says_so_once(
+    tmp_path: Path, models: dict[str, Path], monkeypatch, capsys
+) -> None:
+    """Several models (segments) and no compiler: one line, not one per model."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert ecc.main([str(models["ok"]), str(models["ok"]), str(models["ok"])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("edgetpu_compiler is not installed") == 1
+    assert len(err.strip().splitlines()) == 1
+
+
 def fake_compiler(
     tmp_path: Path, monkeypatch, stdout: str, log: str | None, exit_code: int = 0
 ) -> None:

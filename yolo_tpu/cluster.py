@@ -79,7 +79,7 @@ def video_task(job, s: dict[str, Any]) -> dict[str, Any]:
     """Run on a worker: one video into its outputs; the batch record (`worker` added)."""
     from tqdm import tqdm
 
-    from .batch import process
+    from .jobs import process
     detector = _detector(s)
     with tqdm(disable=True) as overall:
         # A task of a lost scheduler may still run while a resumed batch redoes its video:
@@ -123,23 +123,24 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
     """Submit the videos to do, collect their records as they finish (the summary rewritten
     after each). None when every video came back; else why the batch ended early:
     "unreachable" (nothing ran, the error is printed), or the lost-scheduler message."""
-    from .batch import _error, write_summary
+    from .cli import error
+    from .jobs import write_summary
     try:
         from distributed import Client, as_completed
     except ImportError:
-        _error("--scheduler needs dask.distributed: pip install 'yolo_tpu[cluster]'")
+        error("--scheduler needs dask.distributed: pip install 'yolo_tpu[cluster]'")
         return "unreachable"
     # Dask logs a lost connection as tracebacks; the batch says it in one line of its own.
     for name in ["distributed", *[n for n in logging.root.manager.loggerDict
                                   if n.startswith("distributed.")]]:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if problem := scheduler_problem(args.scheduler):
-        _error(f"--scheduler {args.scheduler}: {problem}")
+        error(f"--scheduler {args.scheduler}: {problem}")
         return "unreachable"
     try:
         client = Client(args.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
-        _error(f"--scheduler {args.scheduler}: cannot connect ({e})")
+        error(f"--scheduler {args.scheduler}: cannot connect ({e})")
         return "unreachable"
     s = settings(args)
     resources = {TPU_RESOURCE: 1} if needs_tpu(args) else None
@@ -161,7 +162,7 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
                 and (not resources or (info.get("resources") or {}).get(TPU_RESOURCE))]
 
     if not able():
-        _error(f"--scheduler {args.scheduler}: no worker " + (
+        error(f"--scheduler {args.scheduler}: no worker " + (
             f"declares {TPU_RESOURCE} (start one per Edge TPU with `dask worker ADDRESS "
             f"--resources {TPU_RESOURCE}=1`)" if resources else "connected"))
         client.close()

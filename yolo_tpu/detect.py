@@ -28,15 +28,24 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .backends import BackendError, parse_device
+from .cli import (
+    add_model_args,
+    device_ok,
+    error,
+    frame_size,
+    load_detector,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    serve_address,
+    serve_fps,
+    setup_logging,
+    timeout_s,
+)
 from .image_header import image_format, oversize
 from .sources import SourceError, SourceSpec, camera_spec, expand_image_args, source_spec, \
     video_spec
 from .text import counted
-
-# Relative to the current folder, where `make demo` and `python -m converters` write it:
-# never inside the installed package (site-packages holds no model).
-DEFAULT_MODEL = os.path.join("build", "yolov3-tiny_int8.tflite")
 
 log = logging.getLogger("yolo_tpu")
 
@@ -143,81 +152,6 @@ def save_image(path: str, image: np.ndarray) -> str | None:
 
 # ---------------------------------------------------------------- arguments
 
-def _bounded(convert: type, what: str, low: float, inclusive: bool = True,
-             high: float | None = None):
-    """An argparse type: `convert(text)` in [low, high] (or (low, high] when not
-    `inclusive`), with a message naming the bound that was missed."""
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-        if high is not None and not (value > low and value <= high):
-            raise argparse.ArgumentTypeError(f"must be in ({low:g}, {high:g}], got {text}")
-        if value < low or (value == low and not inclusive) or value != value:  # NaN too
-            bound = f"at least {low:g}" if inclusive else f"above {low:g}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-    parse.__name__ = f"{convert.__name__} >= {low:g}"  # argparse's "invalid <name> value"
-    return parse
-
-
-unit_interval = _bounded(float, "a number", 0.0, inclusive=False, high=1.0)  # (0, 1]
-positive_int = _bounded(int, "an integer", 1)
-non_negative_int = _bounded(int, "an integer", 0)
-positive_float = _bounded(float, "a number", 0.0, inclusive=False)
-max_det = _bounded(int, "an integer", 1, high=100_000)  # beyond: memory, not detections
-# OpenCV's FFmpeg timeouts are milliseconds in an int: an hour is ample for any stream
-timeout_s = _bounded(float, "a number", 0.0, inclusive=False, high=3600.0)
-
-
-def serve_fps(text: str) -> float:
-    """--serve-fps: 0 (a JPEG for every frame) or 0.1..1000 JPEGs a second (a slower rate
-    would leave the encoder asleep for hours, a picture frozen)."""
-    value = _bounded(float, "a number", 0.0)(text)
-    if value and not 0.1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be 0 (every frame) or in [0.1, 1000], got {text}")
-    return value
-
-
-def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
-    """--model, --conf, --iou, --device, --max-det: shared by detect and batch."""
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"converted .tflite model (default: {DEFAULT_MODEL} in the current "
-                        "folder, written by `make demo` or `python -m converters`), or its "
-                        "segments from converters.segment, comma-separated in order: run as a "
-                        "pipeline")
-    p.add_argument("--conf", type=unit_interval, default=0.25,
-                   help="score threshold, in (0, 1] (default 0.25)")
-    p.add_argument("--iou", type=unit_interval, default=0.45,
-                   help="NMS IoU threshold, in (0, 1] (default 0.45)")
-    p.add_argument("--device", default="auto",
-                   help="auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N (default auto: the "
-                        "Edge TPU for a compiled model, else the CPU; with several Edge "
-                        "TPUs, replicas or segments); DEV+DEV runs one copy per device, "
-                        "frames in turn, e.g. usb:0+usb:1 or cpu+cpu; for segments, one "
-                        "per segment comma-separated, e.g. usb:0,usb:1")
-    p.add_argument("--max-det", type=max_det, default=300,
-                   help=f"at most this many detections per {what} (default 300)")
-
-
-def frame_size(text: str) -> tuple[int, int]:
-    """argparse type: `640x480` -> (640, 480)."""
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
-    return int(w), int(h)
-
-
-def serve_address(text: str) -> tuple[str, int]:
-    """argparse type: `8080`, `HOST:8080`, `[::1]:8080` -> (host, port)."""
-    from .serve import parse_address
-    try:
-        return parse_address(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m yolo_tpu.detect",
@@ -279,55 +213,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- main
 
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is now (it may be replaced, e.g. by pytest)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> IO[str]:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: IO[str]) -> None:
-        pass
-
-
-def _setup_logging() -> None:
-    """`yolo_tpu: ...` lines on stderr for our logger only (other libraries stay quiet)."""
-    if any(isinstance(h, _StderrHandler) for h in log.handlers):
-        return  # main() called again in the same process (tests): one handler is enough
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
-
-def _quiet_failed_delegate() -> None:
-    """Hide LiteRT's `Exception ignored in Delegate.__del__` traceback.
-
-    When libedgetpu is absent, `load_delegate` fails inside `Delegate.__init__` and the
-    half-built object's `__del__` raises AttributeError (`_library` was never set); Python
-    prints that as a traceback below our one-line error. Only that exact case is dropped.
-    """
-    previous = sys.unraisablehook
-    if getattr(previous, "_yolo_tpu", False):
-        return  # already installed (main() called again in the same process)
-
-    def hook(unraisable: Any) -> None:
-        obj = unraisable.object
-        if (issubclass(unraisable.exc_type, AttributeError)
-                and getattr(obj, "__qualname__", "") == "Delegate.__del__"):
-            return
-        previous(unraisable)
-
-    hook._yolo_tpu = True  # type: ignore[attr-defined]
-    sys.unraisablehook = hook
-
-
 def _check_image_save(args: argparse.Namespace, files: list[str]) -> str | None:
     """Why --save cannot take the annotated images, or None. A folder takes copies under
     the inputs' names; for one input, a name with an image extension is the file itself
@@ -365,40 +250,6 @@ def _check_save_dir(folder: str, files: list[str]) -> str | None:
     return None
 
 
-def load_detector(args: argparse.Namespace):
-    """The Detector, or None after a one-line error (model, device or backend problem)."""
-    from .detector import Detector, ModelError  # numba-backed: import once we need it
-    _quiet_failed_delegate()
-    if args.model == DEFAULT_MODEL and not os.path.exists(args.model):
-        _error(f"no --model given, and the default {DEFAULT_MODEL} is not in "
-               f"{os.getcwd()}: pass --model FILE.tflite, or build it here with `make demo` "
-               "or `python -m converters CFG WEIGHTS --out-dir build` (needs `pip install "
-               "'.[convert]'`)")
-        return None
-    try:
-        return Detector(args.model, device=args.device, conf=args.conf, iou=args.iou,
-                        max_det=args.max_det)
-    except (ModelError, BackendError) as e:
-        _error(str(e))
-    except ValueError as e:  # a model file the interpreter rejects in some other way
-        _error(f"{args.model}: {e}")
-    return None
-
-
-def device_ok(device: str) -> bool:
-    """Whether --device is well formed (one device, or one per segment separated by commas);
-    if not, one error line says why (before any work)."""
-    from .replicas import replica_devices
-    try:
-        for one in device.split(","):
-            if replica_devices(one) is None:
-                parse_device(one)
-    except ValueError as e:
-        _error(f"--device: {e}")
-        return False
-    return True
-
-
 def run(args: argparse.Namespace) -> int:
     if not device_ok(args.device):
         return 2
@@ -407,15 +258,15 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("show", "cam_size", "cam_fps", "max_frames", "serve", "serve_token",
                  "realtime", "track", "zone", "line", "events", "mqtt"):
         if getattr(args, flag):
-            _error(f"--{flag.replace('_', '-')} applies to --video, --cam and --source only")
+            error(f"--{flag.replace('_', '-')} applies to --video, --cam and --source only")
             return 2
     files, missing = expand_image_args(args.image)
     for e in missing:
-        _error(str(e))
+        error(str(e))
     if not files:
         return 2
     if args.save and (problem := _check_image_save(args, files)):
-        _error(problem)
+        error(problem)
         return 2
     detector = load_detector(args)
     if detector is None:
@@ -427,19 +278,19 @@ def run(args: argparse.Namespace) -> int:
         try:
             json_out = LineFile(args.json)
         except OutputError as e:
-            _error(f"--json {e}")
+            error(f"--json {e}")
             return 2
     try:
         return _process(detector, files, args, json_out, text_out, failures=len(missing))
     except OutputError as e:  # a full disk: the files written so far stay, whole
-        _error(str(e))
+        error(str(e))
         return 1
     finally:
         if json_out is not None:
             try:
                 json_out.close()
             except OutputError as e:
-                _error(str(e))
+                error(str(e))
 
 
 def _stream_spec(args: argparse.Namespace) -> SourceSpec | str:
@@ -482,7 +333,7 @@ def _process(detector, files: list[str], args: argparse.Namespace, json_out: Any
         try:
             image = read_image(path)
         except ImageError as e:
-            _error(f"{path}: {e}")
+            error(f"{path}: {e}")
             failures += 1
             continue
         t0 = time.perf_counter()
@@ -499,7 +350,7 @@ def _process(detector, files: list[str], args: argparse.Namespace, json_out: Any
         if args.save:
             out = args.save_file or save_path(args.save, path, saved)
             if why := save_image(out, draw_detections(image, dets)):
-                _error(f"{out}: cannot save annotated copy: {why}")
+                error(f"{out}: cannot save annotated copy: {why}")
                 failures += 1
     print(f"yolo_tpu: {_summary(times, n_dets, failures)}", file=sys.stderr, flush=True)
     return 1 if failures else 0
@@ -555,21 +406,21 @@ def run_stream(args: argparse.Namespace) -> int:
     from .stream import damage, run as run_loop, stop_on_signals
     spec = _stream_spec(args)
     if isinstance(spec, str):
-        _error(spec)
+        error(spec)
         return 2
     save = _video_save_path(args.save, spec) if args.save else None
     if save and (problem := _check_video_save(save, spec)):
-        _error(problem)
+        error(problem)
         return 2
     if args.serve_token is not None and not args.serve:
-        _error("--serve-token applies to --serve only")
+        error("--serve-token applies to --serve only")
         return 2
     if problem := _empty_token(args):
-        _error(problem)
+        error(problem)
         return 2
     from .track_cli import check_tracking
     if problem := check_tracking(args):
-        _error(problem)
+        error(problem)
         return 2
     server = _open_server(args, spec.name) if args.serve else None  # before the model
     if args.serve and server is None:
@@ -601,7 +452,7 @@ def _open_server(args: argparse.Namespace, source: str):
     try:
         server = LiveServer(host, port, source, token, args.serve_fps).start()
     except ServeError as e:
-        _error(str(e))
+        error(str(e))
         return None
     if token is None and not is_loopback(host):
         print(f"warning: --serve {host}:{port} without a token: anyone who can reach this "
@@ -623,7 +474,7 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
     try:
         source.open()  # before the model: a dead camera or a bad file fails at once
     except SourceError as e:
-        _error(str(e))
+        error(str(e))
         return 2
     detector = load_detector(args)
     if detector is None:
@@ -647,7 +498,7 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
         if save:
             images.append(VideoFile(save, source.write_fps, tag=run_tag(), timed=source.live))
     except SinkError as e:
-        _error(str(e))
+        error(str(e))
         for sink in results + images + event_sinks:
             sink.close(complete=False)
         source.close()
@@ -676,14 +527,14 @@ def _run_source(args: argparse.Namespace, spec: SourceSpec, save: str | None, se
         view.finish(stats)
     status = 0
     if stats.error:
-        _error(stats.error)
+        error(stats.error)
         status = 1
     for e in write_errors:
         if str(e) != stats.error:
-            _error(str(e))
+            error(str(e))
         status = 1
     if problem := damage(stats, source):
-        _error(f"{problem}; the outputs hold every frame that decoded")
+        error(f"{problem}; the outputs hold every frame that decoded")
         status = 1
     print(f"yolo_tpu: {spec.name}: {stats.summary()}", file=sys.stderr, flush=True)
     if save and os.path.exists(save):
@@ -753,7 +604,7 @@ def _frame_reporting(source, text_out: IO[str], quiet: bool):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _setup_logging()
+    setup_logging()
     try:
         return run(args)
     except KeyboardInterrupt:

@@ -107,6 +107,18 @@ def read_model_info(path: str) -> tuple[ModelMeta, bool]:
     return meta, compiled
 
 
+def missing_model(path: str) -> str:
+    """The error for a model file that is not there, naming the step that makes it: the
+    compiler when the int8 model it compiles from is beside it, else the converter."""
+    base, suffix = os.path.splitext(path)
+    if base.endswith("_edgetpu") and os.path.exists(uncompiled := base[:-8] + suffix):
+        return (f"{path}: no such model file; compile it from {uncompiled} with "
+                f"`python -m converters.edgetpu_compile {uncompiled}` (needs edgetpu_compiler, "
+                "x86-64 Linux), or run the int8 model on the CPU with --model "
+                f"{uncompiled}")
+    return f"{path}: no such model file (build it with `make demo` or `python -m converters`)"
+
+
 class Detector:
     """A loaded model on a device; call it on a BGR image to get `Detections`."""
 
@@ -120,8 +132,7 @@ class Detector:
         paths = model_paths(model)
         for path in paths or [str(model)]:
             if not os.path.exists(path):
-                raise ModelError(f"{path}: no such model file (build it with `make demo` or "
-                                 "`python -m converters`)")
+                raise ModelError(missing_model(path))
         for name, value in (("conf", conf), ("iou", iou)):
             if not 0 < value <= 1:  # NaN fails too
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")

@@ -16,7 +16,6 @@ libedgetpu's C API (edgetpu_c.h): `edgetpu_version()` -> const char*,
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -27,9 +26,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .interpreters import (  # noqa: F401 (the probe's names, re-exported for doctor)
+    LibraryInfo,
+    library_name,
+    probe_library,
+    runtime_identity,
+)
+
 ENV_LIB = "YOLO_TPU_EDGETPU_LIB"
 TRIAL_TIMEOUT = 120.0  # seconds: the first USB use uploads the TPU's firmware
-DEVICE_TYPES = {0: "pci", 1: "usb"}
 # Exit codes of the trial child (a crash is a signal, not a code).
 _EXIT_NO_DEVICE, _EXIT_ERROR = 3, 4
 FIX_CRASH = ("Coral's libedgetpu 16 was built against TensorFlow Lite 2.5: run it with the "
@@ -37,84 +42,6 @@ FIX_CRASH = ("Coral's libedgetpu 16 was built against TensorFlow Lite 2.5: run i
              "Python <= 3.9), or install a libedgetpu built for your LiteRT version (see "
              "google-coral/edgetpu issue #812); until then use --device cpu with the "
              "uncompiled model")
-
-
-def library_name() -> str:
-    from .backends import library_name as name
-    return name()
-
-
-class _DlInfo(ctypes.Structure):
-    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
-                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
-
-
-def loaded_path(lib: ctypes.CDLL, symbol: str = "tflite_plugin_create_delegate") -> str:
-    """The file a loaded library came from (dladdr on one of its symbols)."""
-    try:
-        dladdr = ctypes.CDLL(None).dladdr
-    except AttributeError:  # glibc < 2.34 keeps dladdr in libdl
-        dladdr = ctypes.CDLL("libdl.so.2").dladdr
-    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
-    info = _DlInfo()
-    address = ctypes.cast(getattr(lib, symbol), ctypes.c_void_p)
-    if dladdr(address, ctypes.byref(info)) and info.dli_fname:
-        return os.path.realpath(info.dli_fname.decode())
-    return lib._name
-
-
-@dataclass(frozen=True)
-class LibraryInfo:
-    path: str
-    version: str | None
-    devices: tuple[tuple[str, str], ...]  # (usb|pci, path) in enumeration order
-
-
-def probe_library(name: str | None = None) -> LibraryInfo:
-    """Load libedgetpu in this process and ask its C API. OSError if it cannot be loaded."""
-    lib = ctypes.CDLL(name or library_name())
-    version = None
-    if hasattr(lib, "edgetpu_version"):
-        lib.edgetpu_version.restype = ctypes.c_char_p
-        raw = lib.edgetpu_version()
-        version = raw.decode(errors="replace") if raw else None
-    devices: list[tuple[str, str]] = []
-    if hasattr(lib, "edgetpu_list_devices"):
-
-        class Device(ctypes.Structure):
-            _fields_ = [("type", ctypes.c_int), ("path", ctypes.c_char_p)]
-
-        lib.edgetpu_list_devices.restype = ctypes.POINTER(Device)
-        lib.edgetpu_list_devices.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
-        count = ctypes.c_size_t(0)
-        listed = lib.edgetpu_list_devices(ctypes.byref(count))
-        for i in range(count.value):
-            devices.append((DEVICE_TYPES.get(listed[i].type, str(listed[i].type)),
-                            (listed[i].path or b"").decode(errors="replace")))
-        if listed and hasattr(lib, "edgetpu_free_devices"):
-            lib.edgetpu_free_devices.argtypes = [ctypes.POINTER(Device)]
-            lib.edgetpu_free_devices(listed)
-    return LibraryInfo(loaded_path(lib), version, tuple(devices))
-
-
-def runtime_identity() -> dict:
-    """The LiteRT build the delegate would be loaded into: flavour, version, its file."""
-    from .backends import _interpreter_module
-    Interpreter, _, flavour = _interpreter_module()
-    module = sys.modules.get(Interpreter.__module__)
-    version = "?"
-    top = sys.modules.get(flavour.split(".")[0])
-    for source in (module, top):
-        version = getattr(source, "__version__", None) or version
-    if version == "?":
-        try:
-            from importlib.metadata import version as dist_version
-            version = dist_version({"ai_edge_litert": "ai-edge-litert",
-                                    "tflite_runtime": "tflite-runtime"}.get(flavour, flavour))
-        except Exception:
-            pass
-    return {"flavour": flavour, "version": str(version),
-            "file": os.path.realpath(getattr(module, "__file__", "") or "")}
 
 
 # --- the trial ----------------------------------------------------------------------------
@@ -163,7 +90,7 @@ def _trial_child(model: str, device: str) -> int:
     """In the child: what the runtime does, once. Exit 0, or 3/4 with one line on stderr."""
     import numpy as np
 
-    from .backends import BackendError, NoDeviceError, parse_device, tpu_interpreter_unchecked
+    from .interpreters import BackendError, NoDeviceError, parse_device, tpu_interpreter_unchecked
     try:
         dev = parse_device(f"tpu{device}" if device.startswith(":") else (device or "tpu"))
         interpreter, _ = tpu_interpreter_unchecked(model, dev)
