@@ -264,7 +264,7 @@ def test_a_node_missing_from_dev_is_a_container_without_the_device(machine, tmp_
 
 def test_detect_says_what_sysfs_shows_when_libedgetpu_lists_none(machine, libs, monkeypatch,
                                                                  tmp_path):
-    from yolo_tpu.backends import _no_device_message
+    from yolo_tpu.interpreters import _no_device_message
     sysfs, dev = machine
     for name, value in {**fs.env(sysfs, dev), "YOLO_TPU_EDGETPU_LIB": str(libs["ok"]),
                         "STANDIN_EDGETPU_DEVICES": "", "XDG_CACHE_HOME": str(tmp_path)}.items():
