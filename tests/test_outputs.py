@@ -309,3 +309,69 @@ def test_detect_on_a_full_disk(detect_undisturbed, sources, tiny_int8_model, tmp
     for snap in ("after_images", "after_json", "after_video"):
         assert (tmp_path / snap / "earlier.txt").read_text() == "before\n"
         assert [p.name for p in (tmp_path / snap).rglob("*") if ".partial" in p.name] == []
+
+
+# ---------------------------------------------------------------- a cluster's worker on a full disk
+
+def test_cluster_worker_on_a_full_disk_stops_the_batch(sources, undisturbed, tiny_int8_model,
+                                                         tmp_path):
+    """Real `dask scheduler` and `dask worker` processes writing --out on a disk that fills
+    inside the second video: the batch stops (the rest cancelled, no hang) with the local
+    batch's one line, only complete outputs stay, and --resume after freeing space
+    finishes them as an undisturbed run did."""
+    pytest.importorskip("distributed", reason="pip install .[cluster] (dask.distributed)")
+    dask = Path(sys.executable).parent / "dask"
+    require(None if dask.exists() else "no dask CLI beside this Python", "the dask CLI")
+    prefix = namespace_prefix(tmp_path)
+    mnt, logs = tmp_path / "disk", tmp_path / "logs"
+    mnt.mkdir()
+    a = sum(pages((undisturbed / f"a.{e}").stat().st_size) for e in ("jsonl", "mp4"))
+    b = sum(pages((undisturbed / f"b.{e}").stat().st_size) for e in ("jsonl", "mp4"))
+    free = a + b // 2 + 6 * 4096
+    py = sys.executable
+    cmd = " ".join([py, "-m", "yolo_tpu.batch", str(sources["a"].parent), "--out",
+                    str(mnt / "out"), "--save-video", "--model", str(tiny_int8_model),
+                    "--scheduler", "$ADDR"])
+    script = f"""
+set -e
+mount -t tmpfs -o size={free + BALLAST} tmpfs {mnt}
+head -c {BALLAST} /dev/zero > {mnt}/ballast
+cd {ROOT}
+export PYTHONPATH={ROOT}
+{dask} scheduler --host 127.0.0.1 --port 0 --no-dashboard --scheduler-file {logs}/s.json \
+    > {logs}/scheduler.log 2>&1 &
+S=$!
+trap 'kill -9 $S ${{W:-}} 2>/dev/null || true' EXIT
+for _ in $(seq 600); do [ -s {logs}/s.json ] && break; sleep 0.1; done
+ADDR=$({py} -c "import json; print(json.load(open('{logs}/s.json'))['address'])")
+{dask} worker $ADDR --nthreads 1 --no-nanny --no-dashboard --name w0 > {logs}/worker.log 2>&1 &
+W=$!
+{py} -c "from distributed import Client; c = Client('$ADDR'); c.wait_for_workers(1, timeout=60); c.close()"
+set +e
+timeout 240 {cmd} > {logs}/1.out 2> {logs}/1.err; echo $? > {logs}/1.rc
+cp -a {mnt}/out {logs}/full
+rm {mnt}/ballast
+timeout 240 {cmd} --resume > {logs}/2.out 2> {logs}/2.err; echo $? > {logs}/2.rc
+cp -a {mnt}/out {logs}/resumed
+"""
+    logs.mkdir()
+    subprocess.run(prefix + ["bash", "-c", script], check=True, timeout=600)
+    err = (logs / "1.err").read_text()
+    assert (logs / "1.rc").read_text().strip() == "1", err  # not 124: it did not hang
+    assert_no_traceback(err)
+    (line,) = error_lines(err)
+    assert "No space left on device" in line or "written incompletely" in line, line
+    assert "free on" in line and str(mnt / "out") in line and "--resume" in line, line
+    full = logs / "full"
+    assert partials(full) == []
+    done = assert_finals_complete(full, sources)
+    assert len(done) < 3, "the batch went on after the disk was full"
+    assert_same_as(full, undisturbed, done)
+
+    err = (logs / "2.err").read_text()
+    assert (logs / "2.rc").read_text().strip() == "0", err
+    assert_no_traceback(err)
+    resumed = logs / "resumed"
+    assert assert_finals_complete(resumed, sources) == ["a", "b", "c"]
+    assert partials(resumed) == []
+    assert_same_as(resumed, undisturbed, sources)
