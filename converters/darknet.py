@@ -58,13 +58,31 @@ class Converted:
     meta: object  # yolo_tpu.meta.ModelMeta
 
 
+NAMES_MAX_BYTES = 4 << 20  # 9,000 classes (yolo9000) take ~100 KiB
+
+
 def read_names(path: str, classes: int) -> tuple[str, ...]:
-    """Class names, one per line; the count must match the cfg's classes."""
+    """Class names, one per line; the count must match the cfg's classes. A file that is
+    not text (NUL bytes, not UTF-8, megabytes long: a weights file or an image passed by
+    mistake) is one line naming it, not a traceback or a list of garbage labels."""
     try:
-        with open(path, encoding="utf-8") as f:
-            names = tuple(line.strip() for line in f if line.strip())
+        with open(path, "rb") as f:
+            data = f.read(NAMES_MAX_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read names: {e.strerror or e}") from None
+    why = None
+    if len(data) > NAMES_MAX_BYTES:
+        why = f"larger than {NAMES_MAX_BYTES >> 20} MiB"
+    elif (nul := data.find(b"\0")) >= 0:
+        why = f"a NUL byte at offset {nul}"
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            why = f"not UTF-8 at byte {e.start}"
+    if why is not None:
+        raise ConfigError(f"{path}: not a text file of class names ({why})")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != classes:
         raise ConfigError(f"{path}: {len(names)} names, but the cfg's [yolo] layers have "
                           f"classes={classes}")

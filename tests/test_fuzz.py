@@ -79,6 +79,66 @@ def test_fuzz_cfg(tmp_path):
     assert refused > n // 2  # the mutations do reach the checks
 
 
+# --- class names (--names) ---------------------------------------------------------------
+
+
+def names_mutations(rng: np.random.Generator, n: int):
+    """Two good names files, bytes flipped or spliced in, and binary files passed by
+    mistake (a JPEG, a weights header, random bytes, invalid UTF-8)."""
+    good = b"dog\ncat\n"
+    photo = (SAMPLES / "dog.jpg").read_bytes()
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            data = bytearray(good * int(rng.integers(1, 3)))
+            for _ in range(int(rng.integers(1, 4))):
+                data[int(rng.integers(len(data)))] = int(rng.integers(256))
+            yield bytes(data)
+        elif kind == 1:
+            start = int(rng.integers(len(photo) - 512))
+            yield photo[start:start + int(rng.integers(1, 512))]
+        elif kind == 2:
+            yield rng.integers(0, 256, int(rng.integers(1, 256)), dtype=np.uint8).tobytes()
+        else:
+            yield good + bytes([0xC3 + int(rng.integers(20))]) + b"\n"
+
+
+def test_fuzz_names(tmp_path):
+    """Every names file gives its 2 names or one line naming the file, never a traceback."""
+    from converters.cfg import ConfigError
+    from converters.darknet import read_names
+    rng = np.random.default_rng(19)
+    path = tmp_path / "m.names"
+    n = refused = binary = 0
+    for data in names_mutations(rng, 200):
+        path.write_bytes(data)
+        try:
+            names = read_names(str(path), 2)
+            assert len(names) == 2 and all(isinstance(x, str) for x in names)
+        except ConfigError as e:
+            one_line(e)
+            assert str(path) in str(e)
+            refused += 1
+            binary += "not a text file of class names" in str(e)
+        n += 1
+    count("names", n)
+    assert refused > n // 2 and binary > n // 4
+
+
+def test_converter_names_of_a_binary_file_is_one_line(tmp_path):
+    """`--names` of an image (a binary file): one line naming it, before any conversion."""
+    photo = SAMPLES / "dog.jpg"
+    r = subprocess.run([sys.executable, "-m", "converters", str(TINY_CFG),
+                        str(tmp_path / "none.weights"), "--names", str(photo), "--out-dir",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                       cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.strip()]
+    assert str(photo) in line and "not a text file of class names" in line, line
+    assert not (tmp_path / "out").exists()
+    count("CLI", 1)
+
+
 # --- weights ----------------------------------------------------------------------------
 
 

@@ -178,7 +178,8 @@ def _run_locked(args: argparse.Namespace, sources: list[str], missing: list[Sour
         try:
             if args.scheduler and todo:
                 from .cluster import run_on_cluster
-                lost = run_on_cluster(args, jobs, todo, records, missing, stop, overall)
+                lost = run_on_cluster(args, jobs, todo, records, missing, stop, overall,
+                                      write_failed)
                 if lost == "unreachable":
                     return 2
             else:

@@ -12,7 +12,9 @@ for `EDGETPU=1`, so it runs only on workers started with `--resources EDGETPU=1`
 Edge TPU; `YOLO_TPU_DEVICE=usb:1` in a worker's environment says which one). Anything else
 is CPU work, which any worker takes. A worker that cannot load the model (the file is not
 there, no TPU answers) says so in one line and gets no more videos; the others go on. A lost
-scheduler ends the batch with one line; every completed output stays.
+scheduler ends the batch with one line; every completed output stays. A write error on a
+worker (the shared disk full) stops the batch as it stops a local one: the videos not
+started are cancelled, and the batch ends with the one line of the local batch.
 """
 from __future__ import annotations
 
@@ -118,13 +120,26 @@ def scheduler_problem(address: str) -> str | None:
     return None
 
 
+def _cancel(client: Any, futures: list) -> None:
+    """Cancel the videos not done (one running on a worker ends there, whole or removed)."""
+    try:
+        client.cancel(futures)
+    except Exception:  # noqa: BLE001 - the client may be closing already
+        pass
+
+
 def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
-                   records: list[dict[str, Any]], missing: list, stop, overall) -> str | None:
+                   records: list[dict[str, Any]], missing: list, stop, overall,
+                   write_failed: list | None = None) -> str | None:
     """Submit the videos to do, collect their records as they finish (the summary rewritten
-    after each). None when every video came back; else why the batch ended early:
-    "unreachable" (nothing ran, the error is printed), or the lost-scheduler message."""
+    after each). None when every video came back or a write failed (the OutputError, a
+    worker's or the summary's, then goes to `write_failed` and the rest is cancelled); else
+    why the batch ended early: "unreachable" (nothing ran, the error is printed), or the
+    lost-scheduler message."""
     from .cli import error
     from .jobs import write_summary
+    from .outputs import OutputError
+    write_failed = [] if write_failed is None else write_failed
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -173,10 +188,7 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
         """Ctrl-C / SIGTERM: cancel what has not run (a video already running on a worker
         ends there, complete; --resume counts it)."""
         stop.wait()
-        try:
-            client.cancel(list(futures))
-        except Exception:  # noqa: BLE001 - the client may be closing already
-            pass
+        _cancel(client, list(futures))
 
     threading.Thread(target=cancel_on_stop, name="yolo_tpu-cancel", daemon=True).start()
     lost = None
@@ -191,7 +203,10 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
                 record = future.result()  # fetched from the worker: may raise a comm error
             elif future.status != "error":  # cancelled, lost: the scheduler is gone
                 raise CancelledError(future.status)
-            elif isinstance(e := future.exception(), WorkerUnfit):
+            elif isinstance(e := future.exception(), OutputError):
+                write_failed.append(e)  # a full disk: every further video would fail too
+                break
+            elif isinstance(e, WorkerUnfit):
                 if e.worker not in unfit:
                     overall.write(f"yolo_tpu: {e}; its videos go to the other workers",
                                   file=sys.stderr)
@@ -210,7 +225,13 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
             overall.update(record.get("frames") or 0)
             if record["status"] == "failed":
                 overall.write(f"error: {record['error']}", file=sys.stderr)
-            write_summary(args.out, records, args, missing)
+            try:
+                write_summary(args.out, records, args, missing)
+            except OutputError as e:
+                write_failed.append(e)
+                break
+        if write_failed:
+            _cancel(client, list(futures))
     except (OSError, TimeoutError, CancelledError) as e:  # the scheduler went away
         if stop.is_set():
             return None  # our own cancel on Ctrl-C / SIGTERM

@@ -217,6 +217,7 @@ def _check_image_save(args: argparse.Namespace, files: list[str]) -> str | None:
     """Why --save cannot take the annotated images, or None. A folder takes copies under
     the inputs' names; for one input, a name with an image extension is the file itself
     (`args.save_file`)."""
+    from .outputs import folder_problem
     from .sources import IMAGE_EXTENSIONS
     save = args.save
     args.save_file = None
@@ -228,6 +229,8 @@ def _check_image_save(args: argparse.Namespace, files: list[str]) -> str | None:
                     "given; pass a folder for their annotated copies")
         if problem := _check_output_file(save, files[0], "image"):
             return problem
+        if problem := folder_problem(os.path.dirname(save)):
+            return f"--save {save}: cannot write there: {problem}"
         args.save_file = save
         return None
     if os.path.exists(save):
@@ -237,7 +240,9 @@ def _check_image_save(args: argparse.Namespace, files: list[str]) -> str | None:
 
 
 def _check_save_dir(folder: str, files: list[str]) -> str | None:
-    """Why annotated copies cannot go to `folder` (would overwrite an input), or None."""
+    """Why annotated copies cannot go to `folder` (would overwrite an input, read-only),
+    or None."""
+    from .outputs import folder_problem
     target = os.path.realpath(folder)
     for f in files:
         if os.path.realpath(os.path.dirname(os.path.abspath(f))) == target:
@@ -247,6 +252,8 @@ def _check_save_dir(folder: str, files: list[str]) -> str | None:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         return f"--save {folder}: {e.strerror or e}"
+    if problem := folder_problem(folder):
+        return f"--save {folder}: cannot write there: {problem}"
     return None
 
 
@@ -385,6 +392,7 @@ def _check_output_file(path: str, source: str | None, kind: str) -> str | None:
 
 def _check_video_save(path: str, spec: SourceSpec) -> str | None:
     """Why the annotated video cannot be written to `path`, or None."""
+    from .outputs import folder_problem
     from .sinks import SinkError, video_fourcc
     try:
         video_fourcc(path)
@@ -393,9 +401,8 @@ def _check_video_save(path: str, spec: SourceSpec) -> str | None:
     if problem := _check_output_file(path, str(spec.target) if spec.kind == "file" else None,
                                      "video"):
         return problem
-    folder = os.path.dirname(path) or "."
-    if not os.access(folder, os.W_OK):
-        return f"--save {path}: folder {folder} is not writable"
+    if problem := folder_problem(os.path.dirname(path)):
+        return f"--save {path}: cannot write there: {problem}"
     return None
 
 

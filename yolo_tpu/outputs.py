@@ -23,7 +23,7 @@ from typing import IO
 __all__ = ["PARTIAL", "LOCK_NAME", "OutputError", "FolderBusy", "FolderLock", "AtomicFile",
            "LineFile",
            "partial_path", "run_tag", "write_error", "free_space", "write_atomic",
-           "video_problem", "remove"]
+           "video_problem", "remove", "folder_problem"]
 
 PARTIAL = ".partial"
 LOCK_NAME = ".yolo_tpu.lock"
@@ -85,6 +85,20 @@ def write_error(path: str, e: BaseException) -> OutputError:
                       + (f" ({free_space(path)})" if no_room else ""))
     err.errno = getattr(e, "errno", None)
     return err
+
+
+def folder_problem(folder: str) -> str | None:
+    """Why no file can be made in `folder` (`Read-only file system`, `Permission denied`),
+    or None: found by making (and removing) an empty hidden file, since root passes every
+    permission check (`os.access`) but not a read-only mount, and a check can then name the
+    reason before any work is done."""
+    probe = os.path.join(folder or ".", f".yolo_tpu.probe.{run_tag()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as e:
+        return e.strerror or str(e)
+    remove(probe)
+    return None
 
 
 def remove(path: str) -> None:

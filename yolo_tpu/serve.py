@@ -17,13 +17,23 @@ when it is ready for more, so a slow or stalled viewer skips frames for itself o
 Bound to 127.0.0.1 unless a host is given. With a token (`--serve-token` or
 $YOLO_TPU_SERVE_TOKEN) every endpoint wants it, as `?token=` or `Authorization: Bearer`.
 No endpoint reads or writes files or takes any other input.
+
+Out of file descriptors it neither spins nor starves /health: connections are capped
+below what the process has left (`connection_caps`), streams below that, and a new
+connection at the cap closes the oldest one that has not sent its request yet; should
+`accept` still fail (EMFILE: the run itself used the descriptors up), a reserve descriptor
+is given up to take the waiting connection and close it at once, so each failed accept
+clears one instead of being retried in a busy loop.
 """
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import json
 import logging
+import os
+import resource
 import socket
 import threading
 import time
@@ -54,6 +64,11 @@ JPEG_QUALITY = 80
 STREAM_FPS = 15.0         # default cap of /stream.mjpg: smooth in a browser, light on a Pi's
                           # CPU and Wi-Fi (10 viewers of 640x480 at 15 FPS: ~9 MB/s)
 MAX_STREAMS = 32          # concurrent /stream.mjpg + /events connections (a Pi has few threads)
+MAX_CONNECTIONS = 64      # open connections of any kind (streams included)
+HEALTH_SLOTS = 8          # connections beyond the streams' cap: /health and the page stay open
+OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+MAX_BACKOFF_S = 0.5       # accept's pause when even the reserve descriptor is gone
+WARN_EVERY_S = 10.0       # the "out of file descriptors" warning, at most this often
 STATS_EVERY_S = 0.5       # `stats` SSE events, and the SSE keep-alive
 SEND_BUFFER = 256 * 1024  # per streaming socket: a slow viewer blocks (and skips frames)
                           # after a few frames instead of buffering seconds of stale ones
@@ -290,6 +305,30 @@ def _page(token_required: bool) -> bytes:
         "/*TOKEN_REQUIRED*/false", json.dumps(token_required)).encode()
 
 
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 16  # no /proc: a guess at what a run holds
+
+
+def connection_caps() -> tuple[int, int]:
+    """(connections, streams) the server may hold: at most half the descriptors this
+    process has left under RLIMIT_NOFILE (the run's own files keep the rest), streams
+    HEALTH_SLOTS fewer so that /health always finds one."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    spare = MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else (soft - _open_fds()) // 2
+    conns = max(2, min(MAX_CONNECTIONS, spare))
+    return conns, max(1, min(MAX_STREAMS, conns - HEALTH_SLOTS, conns // 2))
+
+
+def _reserve() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True       # a stalled viewer never holds up the end of the run
     request_queue_size = 64
@@ -299,9 +338,108 @@ class _Server(ThreadingHTTPServer):
         self.view, self.token = view, token
         self.page = _page(token is not None)
         self.clients: set[socket.socket] = set()
+        self.pending: dict[socket.socket, None] = {}  # accepted, no request yet: oldest first
         self.streams = 0
+        self.max_connections, self.max_streams = connection_caps()
+        self.shed = 0                                  # connections closed unanswered
         self.lock = threading.Lock()
+        self._reserve = _reserve()
+        self._backoff = 0.0
+        self._warned_at = -WARN_EVERY_S
         super().__init__(address, _Handler)
+
+    # -- descriptors: a cap, an eviction, and an accept that never spins
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            request = super().get_request()
+        except OSError as e:
+            if e.errno in OUT_OF_FDS:
+                self._out_of_descriptors(e)
+            raise  # socketserver drops this round and selects again
+        self._backoff = 0.0
+        return request
+
+    def _out_of_descriptors(self, e: OSError) -> None:
+        """accept failed for want of a descriptor, leaving the connection queued: give up
+        the reserve one to take it and close it (the client sees a closed connection, not a
+        hang), else pause, so that the next select does not wake at once for the same one."""
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("live view: out of file descriptors (%s, %d connections open): "
+                        "closing new connections until some are free", e.strerror,
+                        len(self.clients))
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            self.socket.setblocking(False)  # the queued connection may have gone meanwhile
+            try:
+                conn, _ = self.socket.accept()
+                conn.close()
+                self.shed += 1
+            except OSError:
+                pass
+            finally:
+                self.socket.setblocking(True)
+            self._reserve = _reserve()
+            if self._reserve is not None:
+                return
+        self._backoff = min(MAX_BACKOFF_S, max(0.01, self._backoff * 2))
+        time.sleep(self._backoff)
+        self._reserve = _reserve()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Admit a connection under the cap, closing the oldest one without a request yet
+        to make room; with none to close (all streaming or busy), a 503."""
+        victim = None
+        with self.lock:
+            if len(self.clients) >= self.max_connections:
+                victim = next(iter(self.pending), None)
+                if victim is None:
+                    self.shed += 1
+                    full = True
+                else:
+                    del self.pending[victim]
+                    self.clients.discard(victim)
+                    full = False
+            else:
+                full = False
+            if not full:
+                self.clients.add(request)
+                self.pending[request] = None
+        if victim is not None:
+            self.shed += 1
+            try:
+                victim.shutdown(socket.SHUT_RDWR)  # its thread reads EOF and closes it
+            except OSError:
+                pass
+        if full:
+            try:
+                request.setblocking(False)
+                request.send(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\n"
+                             b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            return False
+        return True
+
+    def started(self, conn: socket.socket) -> None:
+        """The connection sent its request: no longer the first to be closed."""
+        with self.lock:
+            self.pending.pop(conn, None)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.lock:
+            self.clients.discard(request)
+            self.pending.pop(request, None)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A viewer that went away is not an error; anything else is one line, no traceback."""
@@ -321,20 +459,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # one line per request would bury the run's own output
 
-    def setup(self) -> None:
-        super().setup()
-        with self.server.lock:
-            self.server.clients.add(self.connection)
-
     def finish(self) -> None:
-        with self.server.lock:
-            self.server.clients.discard(self.connection)
         try:
             super().finish()
         except (ConnectionError, TimeoutError):
             pass
 
     def do_GET(self) -> None:  # noqa: N802
+        self.server.started(self.connection)
         url = urlsplit(self.path)
         if not self._authorized(url.query):
             self._send(401, "application/json", b'{"error": "token required"}\n',
@@ -378,7 +510,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _open_stream(self, ctype: str) -> bool:
         """Start a streaming response; False (503 sent) when too many are open."""
         with self.server.lock:
-            if self.server.streams >= MAX_STREAMS:
+            if self.server.streams >= self.server.max_streams:
                 full = True
             else:
                 full, self.server.streams = False, self.server.streams + 1
