@@ -41,13 +41,14 @@ TENTATIVE, TRACKED, LOST = 0, 1, 2
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """The association's knobs. Defaults chosen on scripts/benchmark_tracking.py (the two
-    TUD sequences with simulated detector errors): see the README's tracking table."""
-    high_score: float = 0.5        # detections at or above it: the first association
+    """The association's knobs. `high_score` 0.6 and `low_match_iou` 0.5 are ByteTrack's
+    MOT17 settings (mmtracking's `obj_score_thrs.high`, `match_iou_thrs.low`); the rest were
+    checked on scripts/benchmark_tracking.py: see the README's tracking table."""
+    high_score: float = 0.6        # detections at or above it: the first association
     new_track_score: float = 0.25  # a (tentative) track is started by a detection this confident
     confirm_hits: int = 2          # ... and confirmed (given an id) on this many sightings in a row
     match_iou: float = 0.3         # first association: at least this IoU (score-weighted)
-    low_match_iou: float = 0.3     # second association (low scores): at least this IoU
+    low_match_iou: float = 0.5     # second association (low scores, ambiguous): this IoU
     tentative_iou: float = 0.3     # tentative tracks: at least this IoU
     lost_s: float = 1.0            # a track unseen this long (seconds) is ended
     coast_s: float = 0.2           # `tracks()`: a missed track is still reported this long
