@@ -1,7 +1,8 @@
 """--mqtt against a real Mosquitto on 127.0.0.1 (issue 22): events and snapshots arrive, a
 broker killed and restarted loses nothing within the queue, what overflows it is counted,
 a wrong password is one line, and the Home Assistant discovery payloads are what Home
-Assistant documents (topic form, keys, templates that render on the counts)."""
+Assistant documents (topic form, keys, templates that render on the counts); mqtts:// to
+the same broker with a certificate the test makes (openssl)."""
 from __future__ import annotations
 
 import getpass
@@ -24,6 +25,7 @@ from test_counting import EXPECTED, LINE, MODEL_ARGS, ZONE, walk_clip  # noqa: F
 from yolo_tpu import detect
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+OPENSSL = shutil.which("openssl")
 PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 USER, PASSWORD = "cam", "s3cret-pass"
 TIMEOUT = 30.0
@@ -52,13 +54,14 @@ class Broker:
     """Mosquitto with its own config, password file and persistence, on one port; `stop`
     (SIGTERM: it saves its sessions) and `start` again on the same port."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, tls: tuple[Path, Path] | None = None):
         self.port = free_port()
         self.folder = folder
         subprocess.run([PASSWD, "-b", "-c", str(folder / "passwd"), USER, PASSWORD],
                        check=True, capture_output=True)
+        tls_conf = f"certfile {tls[0]}\nkeyfile {tls[1]}\n" if tls else ""
         (folder / "mosquitto.conf").write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous false\n"
+            f"listener {self.port} 127.0.0.1\n{tls_conf}allow_anonymous false\n"
             f"password_file {folder / 'passwd'}\npersistence true\n"
             f"persistence_location {folder}/\nlog_dest stderr\nlog_type all\n"
             # started as root, Mosquitto would become user `mosquitto`, who cannot write here
@@ -95,7 +98,7 @@ def broker(tmp_path):
 class Subscriber:
     """A persistent-session client collecting every message on `topics` (QoS 1)."""
 
-    def __init__(self, port: int, topics: list[str]):
+    def __init__(self, port: int, topics: list[str], ca: Path | None = None):
         import paho.mqtt.client as mqtt
         self.messages: list = []
         self.cond = threading.Condition()
@@ -103,6 +106,8 @@ class Subscriber:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber",
                         clean_session=False)
         c.username_pw_set(USER, PASSWORD)
+        if ca is not None:
+            c.tls_set(ca_certs=str(ca))
         c.reconnect_delay_set(1, 2)
 
         def on_connect(client, userdata, flags, reason, properties=None):
@@ -188,10 +193,10 @@ def test_events_snapshots_counts_and_discovery_arrive(tiny_int8_model, walk_clip
 
 
 def test_broker_restart_loses_nothing_within_the_queue(broker):
-    from yolo_tpu.mqtt import MqttSink, parse_url
-    target = parse_url(f"mqtt://{USER}:{PASSWORD}@127.0.0.1:{broker.port}/q?discovery=")
+    from yolo_tpu.mqtt import MqttSink
     sub = Subscriber(broker.port, ["q/event"])
-    sink = MqttSink(target, "cam", queue=10)
+    sink = MqttSink.from_url(f"mqtt://{USER}:{PASSWORD}@127.0.0.1:{broker.port}/q?discovery=",
+                             "cam", queue=10)  # what --mqtt-queue 10 gives
     no_jpeg = bytes  # events without a snapshot: one message each
 
     def send(first: int, n: int) -> None:
@@ -233,3 +238,62 @@ def test_bad_mqtt_urls_say_why():
         assert "pw" not in str(e.value)
     t = parse_url("mqtts://h/p", env={"YOLO_TPU_MQTT_USER": "u", "YOLO_TPU_MQTT_PASSWORD": "p"})
     assert (t.tls, t.port, t.user, t.password) == (True, 8883, "u", "p")
+
+
+def test_mqtt_queue_values_are_refused_in_one_line(tiny_int8_model, walk_clip, capsys):
+    for args, why in [(["--mqtt-queue", "0"], "must be in 1..1000000, got 0"),
+                      (["--mqtt-queue", "ten"], "not an integer: 'ten'"),
+                      (["--line", LINE, "--mqtt-queue", "5"],
+                       "--mqtt-queue applies to --mqtt only")]:
+        try:
+            status = detect.main(["--model", str(tiny_int8_model), "--video", str(walk_clip),
+                                  *args])
+        except SystemExit as e:  # argparse's refusal
+            status = e.code
+        err = capsys.readouterr().err
+        assert status == 2
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and why in errors[0] and "Traceback" not in err, err
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def tls_broker(tmp_path):
+    require(broker_missing() or (None if OPENSSL else "no openssl"), "mosquitto, paho, openssl")
+    cert, key = self_signed(tmp_path, "broker")
+    b = Broker(tmp_path, tls=(cert, key)).start()
+    yield b, cert
+    b.stop()
+
+
+def test_mqtts_with_a_private_ca(tls_broker, tiny_int8_model, walk_clip, tmp_path, capsys):
+    from yolo_tpu.mqtt import MqttSink
+    broker, ca = tls_broker
+    sub = Subscriber(broker.port, ["t/#"], ca=ca)
+    url = f"mqtts://{USER}:{PASSWORD}@127.0.0.1:{broker.port}/t"
+    sink = MqttSink.from_url(f"{url}?ca={ca}&discovery=", "cam")
+    sink.write({"id": 1, "event": "cross"}, lambda: b"\xff\xd8jpeg")
+    assert sub.wait(lambda m: len(m) >= 3)  # status, event, snapshot
+    sink.close()
+    assert json.loads(sub.topic("t/event")[0]) == {"id": 1, "event": "cross"}
+    assert sub.topic("t/snapshot/1") == [b"\xff\xd8jpeg"]
+    sub.close()
+    # a certificate the given CA did not sign: one line, before any frame is read
+    other, _ = self_signed(tmp_path, "other")
+    status = detect.main(["--model", str(tiny_int8_model), "--video", str(walk_clip),
+                          "--line", LINE, "--mqtt", f"{url}?ca={other}"])
+    err = capsys.readouterr().err
+    assert status == 2
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: --mqtt mqtts://127.0.0.1:{broker.port}/t: cannot connect: "), err
+    assert "CERTIFICATE_VERIFY_FAILED" in errors[0], err
+    assert PASSWORD not in err and "Traceback" not in err

@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image is None:
         return run_stream(args)
     for flag in ("show", "cam_size", "cam_fps", "max_frames", "serve", "serve_token",
-                 "realtime", "track", "zone", "line", "events", "mqtt"):
+                 "realtime", "track", "zone", "line", "events", "mqtt", "mqtt_queue"):
         if getattr(args, flag):
             error(f"--{flag.replace('_', '-')} applies to --video, --cam and --source only")
             return 2
@@ -570,7 +570,8 @@ def _event_sinks(args: argparse.Namespace, source: str) -> list:
         sinks.append(EventsFile(args.events))
     if args.mqtt:
         from .mqtt import MqttSink
-        sinks.append(MqttSink.from_url(args.mqtt, source, regions=_regions(args)))
+        sinks.append(MqttSink.from_url(args.mqtt, source, regions=_regions(args),
+                                       queue=args.mqtt_queue))
     return sinks
 
 

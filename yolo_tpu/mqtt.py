@@ -13,9 +13,9 @@ per zone (objects entered, objects in it now) reading PREFIX/counts, and an occu
 binary sensor per zone; all in one device, unavailable while PREFIX/status is `offline`.
 
 paho-mqtt keeps QoS 1 messages until the broker acknowledges them, through disconnects,
-and reconnects by itself; its queue is bounded (`queue` messages, unacknowledged ones
-included): while the broker is away nothing within the bound is lost, what comes beyond it
-is dropped and counted (`dropped`, in the run's report).
+and reconnects by itself; its queue is bounded (`queue` messages, `--mqtt-queue`, 1000 by
+default; unacknowledged ones included): while the broker is away nothing within the bound
+is lost, what comes beyond it is dropped and counted (`dropped`, in the run's report).
 
 User and password come from the URL or from $YOLO_TPU_MQTT_USER / $YOLO_TPU_MQTT_PASSWORD
 (the environment keeps them out of `ps` and shell history); they are never printed.
@@ -193,10 +193,12 @@ class MqttSink:
         self._connect(timeout_s)
 
     @classmethod
-    def from_url(cls, url: str, source: str, regions: list[Any] = (), **kw: Any) -> "MqttSink":
+    def from_url(cls, url: str, source: str, regions: list[Any] = (), queue: int | None = None,
+                 **kw: Any) -> "MqttSink":
+        """The sink for `--mqtt URL` (`queue`: `--mqtt-queue`, None for the default)."""
         lines = [r.name for r in regions if r.kind == "line"]
         zones = [r.name for r in regions if r.kind == "zone"]
-        return cls(parse_url(url), source, lines, zones, **kw)
+        return cls(parse_url(url), source, lines, zones, queue=queue or QUEUE, **kw)
 
     # -- connection
 

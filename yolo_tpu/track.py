@@ -41,13 +41,14 @@ TENTATIVE, TRACKED, LOST = 0, 1, 2
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """The association's knobs. Defaults chosen on scripts/benchmark_tracking.py (the two
-    TUD sequences with simulated detector errors): see the README's tracking table."""
-    high_score: float = 0.5        # detections at or above it: the first association
+    """The association's knobs. `high_score` 0.6 and `low_match_iou` 0.5 are ByteTrack's
+    MOT17 settings (mmtracking's `obj_score_thrs.high`, `match_iou_thrs.low`); the rest were
+    checked on scripts/benchmark_tracking.py: see the README's tracking table."""
+    high_score: float = 0.6        # detections at or above it: the first association
     new_track_score: float = 0.25  # a (tentative) track is started by a detection this confident
     confirm_hits: int = 2          # ... and confirmed (given an id) on this many sightings in a row
     match_iou: float = 0.3         # first association: at least this IoU (score-weighted)
-    low_match_iou: float = 0.3     # second association (low scores): at least this IoU
+    low_match_iou: float = 0.5     # second association (low scores, ambiguous): this IoU
     tentative_iou: float = 0.3     # tentative tracks: at least this IoU
     lost_s: float = 1.0            # a track unseen this long (seconds) is ended
     coast_s: float = 0.2           # `tracks()`: a missed track is still reported this long
@@ -174,6 +175,7 @@ class Tracker:
         self.last_box = np.zeros((0, 4))      # the box of the last match
         self.last_score = np.zeros(0)
         self.votes: list[Counter] = []        # per track: class id -> summed score
+        self.best_class = np.zeros(0, np.int32)  # per track: its most voted class
         self._next_id = 1
         self._t: float | None = None
         self._calls = 0
@@ -185,9 +187,7 @@ class Tracker:
     def track_class(self, track_id: int) -> int | None:
         """The class a track has been seen as most (summed scores), or None."""
         rows = np.flatnonzero(self.ids == track_id)
-        if rows.size == 0 or not self.votes[rows[0]]:
-            return None
-        return self.votes[rows[0]].most_common(1)[0][0]
+        return int(self.best_class[rows[0]]) if rows.size else None
 
     def update(self, detections: Detections, t: float | None = None) -> Detections:
         """The detections of the frame at time `t` (seconds), with `tracker_id` set."""
@@ -236,7 +236,10 @@ class Tracker:
             dets = np.array([p[1] for p in pairs], np.int64)
             _update(self.mean, self.cov, rows, _xyxy_to_z(xyxy[dets]))
             for r, d in zip(rows.tolist(), dets.tolist()):
-                self.votes[r][int(detections.class_ids[d])] += float(scores[d])
+                votes, c = self.votes[r], int(detections.class_ids[d])
+                votes[c] += float(scores[d])
+                if votes[c] > votes[int(self.best_class[r])]:
+                    self.best_class[r] = c
             pairs_rows, pairs_dets = rows, dets
             self.hits[rows] += 1
             promoted = (self.state[rows] != TENTATIVE) | (self.hits[rows] >= cfg.confirm_hits)
@@ -276,8 +279,7 @@ class Tracker:
         age = t - self.last_seen
         rows = np.flatnonzero((self.ids >= 0) & (age <= coast))
         boxes = _boxes(self.mean[rows])
-        classes = np.array([self.votes[r].most_common(1)[0][0] for r in rows.tolist()],
-                           np.int32)
+        classes = self.best_class[rows]
         return Detections(boxes, self.last_score[rows], classes, (), self.ids[rows])
 
     # -- bookkeeping
@@ -301,6 +303,7 @@ class Tracker:
         self.last_seen, self.hits = self.last_seen[keep], self.hits[keep]
         self.last_box, self.last_score = self.last_box[keep], self.last_score[keep]
         self.votes = [v for v, k in zip(self.votes, keep.tolist()) if k]
+        self.best_class = self.best_class[keep]
 
     def _start(self, xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, t: float,
                confirmed: np.ndarray) -> None:
@@ -325,5 +328,6 @@ class Tracker:
         self.last_seen = np.concatenate([self.last_seen, np.full(k, t)])
         self.last_box = np.concatenate([self.last_box, xyxy])
         self.last_score = np.concatenate([self.last_score, scores])
+        self.best_class = np.concatenate([self.best_class, class_ids.astype(np.int32)])
         self.votes += [Counter({int(c): float(s)}) for c, s in zip(class_ids.tolist(),
                                                                     scores.tolist())]

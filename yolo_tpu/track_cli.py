@@ -23,6 +23,17 @@ def _region(parse):
     return convert
 
 
+def _queue_size(text: str) -> int:
+    """--mqtt-queue: messages, 1 .. 1e6 (each may be a JPEG snapshot: the bound is memory)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be in 1..1000000, got {text}")
+    return value
+
+
 def add_tracking_args(p: argparse.ArgumentParser, batch: bool = False) -> None:
     """--track, --zone, --line; detect also --events and --mqtt (batch writes the events
     of each video beside its JSON lines)."""
@@ -52,6 +63,9 @@ def add_tracking_args(p: argparse.ArgumentParser, batch: bool = False) -> None:
                         "broker (QoS 1, queued while it is away), with Home Assistant "
                         "discovery; user and password also from $YOLO_TPU_MQTT_USER and "
                         "$YOLO_TPU_MQTT_PASSWORD (pip install '.[mqtt]')")
+    g.add_argument("--mqtt-queue", type=_queue_size, metavar="N",
+                   help="messages --mqtt keeps while the broker is away (default 1000; "
+                        "beyond them messages are dropped and counted in the report)")
 
 
 def regions(args: argparse.Namespace) -> list[Region]:
@@ -64,7 +78,9 @@ def tracking_wanted(args: argparse.Namespace) -> bool:
 
 def check_tracking(args: argparse.Namespace) -> str | None:
     """Why the tracking options cannot run, or None: a name used twice, scipy missing,
-    --events or --mqtt with nothing to count."""
+    --events or --mqtt with nothing to count, --mqtt-queue without --mqtt."""
+    if getattr(args, "mqtt_queue", None) is not None and not getattr(args, "mqtt", None):
+        return "--mqtt-queue applies to --mqtt only"
     if not tracking_wanted(args):
         for flag in ("events", "mqtt"):
             if getattr(args, flag, None):
