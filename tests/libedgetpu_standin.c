@@ -10,11 +10,22 @@
  * The delegate claims every `edgetpu-custom-op` node and fills its outputs with zeros.
  * Variants (compile-time): -DCRASH_AT_CREATE, -DCRASH_AT_INVOKE (a segfault, as a
  * libedgetpu built against another TFLite does), -DREFUSE (devices listed, delegate refused).
+ * Faults at run time, as a USB Coral that stops (frigate#7764, #6623): STANDIN_EDGETPU_FAULT=
+ * hang (the invoke never returns) | error (it fails: libedgetpu's "USB transfer error", a
+ * kTfLiteError LiteRT raises as RuntimeError) | crash (SIGSEGV), at invoke number
+ * STANDIN_EDGETPU_FAULT_AT (1-based, default 1), for STANDIN_EDGETPU_FAULT_COUNT invokes in a
+ * row (default 1; a large count is a device that never comes back). The invokes are counted
+ * in the file STANDIN_EDGETPU_COUNTER when set, so a rebuilt interpreter in a new process
+ * continues the count.
  * Structs below are TFLite's C ABI (tensorflow/lite/core/c/common.h), leading fields only.
  */
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 typedef struct { int size; int data[]; } TfLiteIntArray;
 typedef struct { int type; void *data; TfLiteIntArray *dims; float scale; int32_t zero_point;
@@ -126,10 +137,47 @@ done:
   return ok;
 }
 
+static long env_long(const char *name, long fallback) {
+  const char *v = getenv(name);
+  return v && *v ? strtol(v, NULL, 10) : fallback;
+}
+
+/* This invoke's number, 1-based: counted in STANDIN_EDGETPU_COUNTER (locked, so across
+ * processes) or, without it, in this process. */
+static long next_invoke(void) {
+  static long in_process = 0;
+  const char *path = getenv("STANDIN_EDGETPU_COUNTER");
+  if (!path || !*path) return ++in_process;
+  int fd = open(path, O_RDWR | O_CREAT, 0600);
+  if (fd < 0) return ++in_process;
+  flock(fd, LOCK_EX);
+  char buf[32] = {0};
+  ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+  long n = (got > 0 ? strtol(buf, NULL, 10) : 0) + 1;
+  int len = snprintf(buf, sizeof buf, "%ld\n", n);
+  if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)len, 0) != len) n = -n;
+  flock(fd, LOCK_UN);
+  close(fd);
+  return n < 0 ? -n : n;
+}
+
+/* The run-time fault asked for at this invoke: 0 (none) or kTfLiteError (1); a hang or a
+ * crash does not return. */
+static int fault(void) {
+  const char *kind = getenv("STANDIN_EDGETPU_FAULT");
+  if (!kind || !*kind) return 0;
+  long n = next_invoke(), at = env_long("STANDIN_EDGETPU_FAULT_AT", 1);
+  if (n < at || n >= at + env_long("STANDIN_EDGETPU_FAULT_COUNT", 1)) return 0;
+  if (!strcmp(kind, "hang")) for (;;) pause();
+  if (!strcmp(kind, "crash")) crash();
+  return 1;
+}
+
 static int kernel_invoke(void *ctx, void *node) {
 #ifdef CRASH_AT_INVOKE
   crash();
 #endif
+  if (fault()) return 1;
   TfLiteContext *context = ctx;
   TfLiteIntArray *outs = ((TfLiteNodeHead *)node)->outputs;
   for (int i = 0; i < outs->size; i++) {

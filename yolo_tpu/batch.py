@@ -190,15 +190,17 @@ def _run_locked(args: argparse.Namespace, sources: list[str], missing: list[Sour
             overall.close()
             for detector in detectors:
                 detector.close()
-    if not write_failed:
+    disk_full = any(isinstance(e, OutputError) for e in write_failed)
+    if not disk_full:
         try:
             write_summary(args.out, records, args, missing)
         except OutputError as e:
             write_failed.append(e)
-    if write_failed:  # a full disk: every further write would fail too
+            disk_full = True
+    if write_failed:  # a full disk or a stopped TPU: every further video would fail too
         done = sum(1 for r in records if r and r["status"] == "ok")
         error(f"{write_failed[0]}; {done} of {counted(len(jobs), 'video')} done and kept; "
-               "free some space and run again with --resume")
+              f"{'free some space and ' if disk_full else ''}run again with --resume")
         return 1
     failed = [r for r in records if r and r["status"] == "failed"]
     print(table(records), flush=True)
@@ -231,6 +233,8 @@ def run_local(detectors: list[Any], jobs: list[Job], todo: list[Job],
     every worker (their videos in progress are dropped) and goes to `write_failed`."""
     write_failed = [] if write_failed is None else write_failed
     import threading
+
+    from .supervised import DeviceStopped
     lock = threading.Lock()
     queue = iter([i for i, job in enumerate(jobs) if job in todo])
 
@@ -251,7 +255,7 @@ def run_local(detectors: list[Any], jobs: list[Job], todo: list[Job],
                     if record["status"] == "failed":
                         overall.write(f"error: {record['error']}", file=sys.stderr)
                     write_summary(args.out, records, args, missing)
-            except OutputError as e:
+            except (OutputError, DeviceStopped) as e:  # every further video would fail too
                 with lock:
                     write_failed.append(e)
                 stop.set()

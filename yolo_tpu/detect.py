@@ -42,6 +42,7 @@ from .cli import (
     setup_logging,
     timeout_s,
 )
+from .backends import BackendError
 from .image_header import image_format, oversize
 from .sources import SourceError, SourceSpec, camera_spec, expand_image_args, source_spec, \
     video_spec
@@ -109,11 +110,11 @@ def read_image(path: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- output
 
-def record(source: str, image: np.ndarray, detections: Any) -> dict[str, Any]:
-    """The JSON line of one image: boxes in its own pixels."""
+def record(source: str, image: np.ndarray, detections: Any, retried: int = 0) -> dict[str, Any]:
+    """The JSON line of one image: boxes in its own pixels (`retried`: on a rebuilt TPU)."""
     h, w = image.shape[:2]
     return {"source": source, "frame": 0, "width": int(w), "height": int(h),
-            "detections": detections.to_dict()}
+            **({"retried": retried} if retried else {}), "detections": detections.to_dict()}
 
 
 def summary_line(source: str, image: np.ndarray, detections: Any, ms: float) -> str:
@@ -289,8 +290,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         return _process(detector, files, args, json_out, text_out, failures=len(missing))
-    except OutputError as e:  # a full disk: the files written so far stay, whole
-        error(str(e))
+    except (OutputError, BackendError) as e:  # a full disk, a stopped TPU: the files
+        error(str(e))                           # written so far stay, whole
         return 1
     finally:
         if json_out is not None:
@@ -348,7 +349,7 @@ def _process(detector, files: list[str], args: argparse.Namespace, json_out: Any
         ms = (time.perf_counter() - t0) * 1e3
         times.append(ms)
         n_dets += len(dets)
-        line = json.dumps(record(path, image, dets))
+        line = json.dumps(record(path, image, dets, getattr(detector, "retried", 0)))
         if json_out is not None:  # flushed: a crash or Ctrl-C later loses no line written
             json_out.write_line(line)
         elif args.json == "-":

@@ -18,6 +18,7 @@ import numpy as np
 
 from .decode import decode_heads
 from .detections import Detections
+from .backends import BackendError
 from .meta import METADATA_KEY, ModelMeta
 from .model_trial import ModelError, load_interpreter
 from .nms import nms
@@ -179,6 +180,7 @@ class Detector:
         self._lut = _input_lut(self.input_dtype, *inp["quantization"])
         self._outputs, self._quant = self._match_heads(self.interpreter.get_output_details())
         self._buffer: np.ndarray | None = None
+        self.retried = 0  # retries the last frame's invoke needed (a supervised Edge TPU)
         self._compile_kernels()
 
     @staticmethod
@@ -257,13 +259,17 @@ class Detector:
         """Raw head outputs in metadata (cfg) order."""
         if self._chain is not None:
             outputs = self._chain.run(tensor)
+            self.retried = getattr(self._chain, "retried", 0)
             return [outputs[i] for i in self._outputs]
         self.interpreter.set_tensor(self._input_index, tensor)
         try:
             self.interpreter.invoke()
         except RuntimeError as e:  # LiteRT's error for an op it cannot run on this input
+            if isinstance(e, BackendError):  # supervised.DeviceStopped: the TPU is gone
+                raise
             raise ModelError(f"{self.model_path}: inference failed: "
                              f"{' '.join(str(e).split())}") from None
+        self.retried = getattr(self.interpreter, "retried", 0)  # a TPU's rebuilds (supervised)
         return [self.interpreter.get_tensor(i) for i in self._outputs]
 
     @property
@@ -286,13 +292,20 @@ class Detector:
         """Raw head outputs of the oldest submitted tensor, as `infer` returns them."""
         if self._chain is not None:
             outputs = self._chain.collect()
+            self.retried = getattr(self._chain, "retried", 0)  # replicas say; segments not
             return [outputs[i] for i in self._outputs]
         return self.infer(self._pending.popleft())
 
     def close(self) -> None:
-        """Stop a pipeline's threads (a single model holds none)."""
+        """Stop a pipeline's threads (a single model holds none), end a TPU's child."""
+        inside = [self.interpreter]
         if self._chain is not None:
             self._chain.close()
+            inside = getattr(self._chain, "interpreters", None) or \
+                [stage.interpreter for stage in getattr(self._chain, "stages", [])]
+        for interpreter in inside:
+            if hasattr(interpreter, "close"):
+                interpreter.close()
 
     def postprocess(self, outputs: list[np.ndarray], box: Letterbox) -> Detections:
         """Decode the heads, run NMS, map boxes back to the source image."""

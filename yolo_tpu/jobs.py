@@ -315,7 +315,7 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
     # frame that decodes. A failed write (or a video that does not play back) is raised.
     sinks = results + images
     failed = next((s.error for s in sinks if getattr(s, "error", None)), None)
-    complete = not stop.is_set() and failed is None
+    complete = not stop.is_set() and failed is None and not stats.device_stopped
     for sink in sinks:
         try:
             sink.close(complete=complete)
@@ -339,6 +339,9 @@ def process(detector: Any, job: Job, every: int, stop, overall, position: int = 
         except OutputError:
             _remove_outputs(job)
             raise
+    if stats.device_stopped:  # this video's outputs are dropped, like an interrupted one's
+        from .supervised import DeviceStopped
+        raise DeviceStopped(stats.error)
     record.update(stats.to_dict())
     record.update(expected_frames=expected or None, every=every)
     if not complete:

@@ -215,10 +215,16 @@ def refusal(model: str, verdict: Verdict) -> ModelError | None:
     return None
 
 
+def supervised_tpu() -> bool:
+    """Edge TPU interpreters run in a child process (`supervised`) where memfd exists."""
+    return hasattr(os, "memfd_create") and os.environ.get("YOLO_TPU_SUPERVISE", "1") != "0"
+
+
 def load_interpreter(model_path: str, device: str | Device = "auto", compiled: bool = False,
                      threads: int | None = None):
-    """`backends.make_interpreter`, after the model passed its trial in a child process;
-    LiteRT's own errors (allocate_tensors, RuntimeError) become ModelError."""
+    """`backends.make_interpreter`, after the model passed its trial in a child process
+    (an Edge TPU one supervised in a child of its own); LiteRT's own errors
+    (allocate_tensors, RuntimeError) become ModelError."""
     dev = parse_device(device) if isinstance(device, str) else device
     if not (dev.kind == "cpu" and compiled):  # that one is refused without loading anything
         tried = Device("tpu" if dev.kind == "tpu" or (dev.kind == "auto" and compiled)
@@ -226,6 +232,10 @@ def load_interpreter(model_path: str, device: str | Device = "auto", compiled: b
         if problem := refusal(model_path, checked(model_path, tried, compiled)):
             raise problem
     try:
+        if (dev.kind == "tpu" or (dev.kind == "auto" and compiled)) and supervised_tpu():
+            from .supervised import SupervisedInterpreter  # a TPU that stops: see there
+            interpreter = SupervisedInterpreter(model_path, dev, compiled)
+            return interpreter, interpreter.label
         return make_interpreter(model_path, dev, compiled, threads)
     except RuntimeError as e:
         if isinstance(e, BackendError):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import parse_device
+from .backends import BackendError, parse_device
 from .model_trial import load_interpreter
 
 SEGMENT_KEY = "yolo_tpu_segment"
@@ -211,7 +211,8 @@ class SegmentedModel:
                 try:
                     item = self._through(k, item)
                 except Exception as e:  # noqa: BLE001 - handed to collect(), raised there
-                    item = RuntimeError(f"{self.stages[k].path}: {e}")
+                    item = e if isinstance(e, BackendError) else \
+                        RuntimeError(f"{self.stages[k].path}: {e}")  # kept: DeviceStopped
             outbox.put(item)
 
     def submit(self, tensor: np.ndarray) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Device, parse_device
+from .backends import BackendError, Device, parse_device
 
 log = logging.getLogger("yolo_tpu")
 
@@ -65,6 +65,7 @@ class Replicas:
         self._inboxes: list[queue.Queue] = []
         self._outboxes: list[queue.Queue] = []
         self._submitted = self._collected = 0
+        self.retried = 0
 
     @property
     def label(self) -> str:
@@ -113,7 +114,10 @@ class Replicas:
             if tensor is _STOP:
                 return
             try:
-                outbox.put(self._invoke(k, tensor))
+                outputs = self._invoke(k, tensor)
+                outbox.put((outputs, getattr(self.interpreters[k], "retried", 0)))
+            except BackendError as e:  # supervised.DeviceStopped: kept, the run ends on it
+                outbox.put(e)
             except Exception as e:  # noqa: BLE001 - handed to collect(), raised there
                 outbox.put(RuntimeError(f"replica {k} ({self.labels[k]}): "
                                         f"{' '.join(str(e).split())}"))
@@ -134,7 +138,8 @@ class Replicas:
         self._collected += 1
         if isinstance(item, BaseException):
             raise item
-        return item
+        outputs, self.retried = item  # retried: a supervised TPU's rebuilds for this frame
+        return outputs
 
     def close(self) -> None:
         """Stop the threads (frames not collected are dropped)."""

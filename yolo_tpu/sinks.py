@@ -44,8 +44,9 @@ def video_fourcc(path: str) -> str:
 def frame_record(source: str, frame: Frame, detections: Detections) -> dict[str, Any]:
     """The JSON line of one video frame: the image schema, with `frame` and `t_ms` set."""
     h, w = frame.image.shape[:2]
+    retried = {"retried": frame.retried} if frame.retried else {}
     return {"source": source, "frame": frame.index, "t_ms": round(frame.t_ms, 2),
-            "width": int(w), "height": int(h), "detections": detections.to_dict()}
+            "width": int(w), "height": int(h), **retried, "detections": detections.to_dict()}
 
 
 class JsonLines:

@@ -126,6 +126,7 @@ class Frame:
     index: int          # 0-based; a live source counts every frame received, dropped or not
     t_ms: float         # file: presentation time; live: ms since the source first opened
     image: np.ndarray   # BGR uint8
+    retried: int = 0    # invokes retried on a rebuilt Edge TPU interpreter (supervised)
 
 
 @dataclass(frozen=True)

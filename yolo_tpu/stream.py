@@ -13,6 +13,7 @@ Between inference and output a small blocking queue keeps every processed frame.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import signal
 import sys
@@ -29,6 +30,7 @@ import numpy as np
 from .detections import Detections
 from .draw import draw_detections
 from .sources import Frame, SourceError, VideoSource
+from .supervised import DeviceStopped
 from .text import counted
 
 __all__ = ["Stats", "Newest", "ResultSink", "ImageSink", "LiveSink", "StopEvent", "run",
@@ -69,6 +71,7 @@ class Stats:
     error: str | None = None        # why the run ended early (source gave up, sink failed)
     stopped: bool = False           # ended by a signal, a closed window or a frame limit
     counts: dict | None = None      # --zone / --line: counts per class (events.Analysis)
+    device_stopped: bool = False    # the Edge TPU stopped (supervised.DeviceStopped)
 
     @property
     def fps(self) -> float:
@@ -265,6 +268,8 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
         frame, box, t0 = pending.popleft()
         heads = detector.collect()
         ms = (time.perf_counter() - t0) * 1e3
+        if getattr(detector, "retried", 0):  # the TPU was rebuilt for it: the record says so
+            frame = dataclasses.replace(frame, retried=detector.retried)
         dets = detector.postprocess(heads, box)
         stats.frames += 1
         stats.infer_ms.append(ms)
@@ -300,6 +305,9 @@ def run(detector: Any, source: VideoSource, results: list[ResultSink] = (),
                 break
         while pending:  # frames already in the detector: finish them, in order
             finish_oldest()
+    except DeviceStopped as e:  # K faults in a row: the frames before it are all written
+        failures.insert(0, str(e))
+        stats.device_stopped = True
     finally:
         halt.set()  # tell capture to end (it may be blocked on a full queue)
         _drain(inbox)
