@@ -30,6 +30,7 @@ log = logging.getLogger("yolo_tpu")
 DEVICE_ENV = "YOLO_TPU_DEVICE"
 TPU_RESOURCE = "EDGETPU"
 CONNECT_TIMEOUT_S = 5
+STOP_WAIT_S = 60  # after a write failed, how long running videos get to stop and clean up
 
 _local = threading.local()  # per worker thread: {settings key: Detector}
 
@@ -77,17 +78,44 @@ def _worker_address() -> str:
         return "local"
 
 
-def video_task(job, s: dict[str, Any]) -> dict[str, Any]:
+def _watch_stop(name: str, stop: threading.Event, done: threading.Event) -> None:
+    """Set `stop` when the batch sets the cluster-wide Event `name` (a write failed
+    elsewhere), so a video in progress ends here, its partial outputs removed."""
+    try:
+        from distributed import Event
+        flag = Event(name)
+    except (ImportError, ValueError):  # not on a worker (a local call)
+        return
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                if flag.wait(timeout=0.5):
+                    stop.set()
+                    return
+            except Exception:  # noqa: BLE001 - the scheduler went away: the task ends anyway
+                return
+
+    threading.Thread(target=watch, name="yolo_tpu-stop-watch", daemon=True).start()
+
+
+def video_task(job, s: dict[str, Any], stop_name: str | None = None) -> dict[str, Any]:
     """Run on a worker: one video into its outputs; the batch record (`worker` added)."""
     from tqdm import tqdm
 
     from .jobs import process
-    detector = _detector(s)
-    with tqdm(disable=True) as overall:
-        # A task of a lost scheduler may still run while a resumed batch redoes its video:
-        # partial names of their own, so neither renames the other's half-written file.
-        record = process(detector, job, s["every"], threading.Event(), overall,
-                         tag=os.urandom(4).hex())
+    stop, done = threading.Event(), threading.Event()
+    if stop_name:
+        _watch_stop(stop_name, stop, done)
+    try:
+        detector = _detector(s)
+        with tqdm(disable=True) as overall:
+            # A task of a lost scheduler may still run while a resumed batch redoes its
+            # video: partial names of their own, so neither renames the other's file.
+            record = process(detector, job, s["every"], stop, overall,
+                             tag=os.urandom(4).hex())
+    finally:
+        done.set()
     return {**record, "worker": _worker_address()}
 
 
@@ -128,6 +156,20 @@ def _cancel(client: Any, futures: list) -> None:
         pass
 
 
+def _stop_running(client: Any, stop_name: str, futures: list) -> None:
+    """After a write failed: cancel what has not started, tell the videos running on
+    workers to stop, and wait (bounded) for them to end, their partial outputs removed,
+    so that nothing writes into --out once the batch has let go of its lock."""
+    from distributed import Event, wait
+    try:
+        with client.as_current():  # the batch's client is not the default one
+            Event(stop_name, client=client).set()
+            wait(futures, timeout=STOP_WAIT_S)
+    except Exception:  # noqa: BLE001 - timeout or the scheduler gone: cancel what is left
+        pass
+    _cancel(client, futures)
+
+
 def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
                    records: list[dict[str, Any]], missing: list, stop, overall,
                    write_failed: list | None = None) -> str | None:
@@ -161,10 +203,11 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
     resources = {TPU_RESOURCE: 1} if needs_tpu(args) else None
     unfit: set[str] = set()
     futures: dict[Any, int] = {}
+    stop_name = f"yolo_tpu-stop-{os.urandom(4).hex()}"  # set when a write fails
 
     def submit(i: int, workers: list[str] | None = None):
         job = jobs[i]
-        future = client.submit(video_task, job, s, pure=False, resources=resources,
+        future = client.submit(video_task, job, s, stop_name, pure=False, resources=resources,
                                key=f"yolo_tpu-{job.stem}-{os.urandom(4).hex()}",
                                workers=workers, allow_other_workers=False)
         futures[future] = i
@@ -231,7 +274,7 @@ def run_on_cluster(args: argparse.Namespace, jobs: list, todo: list,
                 write_failed.append(e)
                 break
         if write_failed:
-            _cancel(client, list(futures))
+            _stop_running(client, stop_name, list(futures))
     except (OSError, TimeoutError, CancelledError) as e:  # the scheduler went away
         if stop.is_set():
             return None  # our own cancel on Ctrl-C / SIGTERM
