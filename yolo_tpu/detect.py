@@ -24,6 +24,10 @@ import sys
 import time
 from typing import IO, Any
 
+from .environment import require
+
+require(__name__, "yolo_tpu.detect")  # a hint, not a traceback, outside the venv
+
 import cv2
 import numpy as np
 
