@@ -190,6 +190,9 @@ class Fidelity:
 
 def measure(reference_model, meta: ModelMeta, tflite_path: str, images: list[str]) -> Fidelity:
     """Run the `.tflite` and the exact float Keras model on `images` and compare."""
+    from .progress import step
+    step(f"scoring the int8 model against the float model on {len(images)} images (the "
+         "first run after an install also compiles the detection kernels, 10-30 s)")
     detector = Detector(tflite_path, device="cpu", conf=CANDIDATE_CONF, iou=IOU)
     lows, preds, used = [], [], []
     for path in images:

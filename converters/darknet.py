@@ -105,7 +105,11 @@ def convert(cfg: str, weights: str, leaky: str = DEFAULT_LEAKY, size: tuple[int,
               "ReLU: right only for weights trained with ReLU. For weights trained with leaky "
               "(darknet's own, the COCO releases) leave --leaky at addrelu: exact, Edge TPU "
               "ops, and darknet's detections after int8 quantization.", file=sys.stderr)
+    from .progress import step
+    if "tensorflow" not in sys.modules:
+        step("loading TensorFlow")
     from .keras_model import build_model  # TensorFlow loads here, after the cheap checks
+    step(f"building the Keras model ({len(net.layers)} layers)")
     model, meta = build_model(net, conv_weights, leaky, labels)
     return Converted(net, conv_weights, model, meta)
 

@@ -20,7 +20,6 @@ differ by a few levels a pixel) and float rounding.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -185,9 +184,8 @@ def evaluate(project: Project, meta: ModelMeta, runners: dict[str, Runner],
     paths, truths = validation_set(project, classes)
     names = project.names or meta.names or tuple(str(i) for i in range(classes))
     detections: dict[str, list[ImageDetections]] = {k: [] for k in runners}
-    from tqdm import tqdm
-    for path in tqdm(paths, desc="mAP@0.5 on the valid list", unit="img",
-                     disable=not progress, file=sys.stderr):
+    from .progress import progress as report
+    for path in report(paths, len(paths), "mAP@0.5 on the valid list", enabled=progress):
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise DataError(f"{path}: not a readable image (listed in {project.valid})")

@@ -54,7 +54,9 @@ def to_tflite(model, mode: str = "int8", io: str = "uint8",
     # The Keras export prints its whole signature to stdout, and the MLIR quantizer writes
     # `fully_quantize: 0, inference_type: 6, ...` straight to fd 2; keep the user's screen
     # for our own progress and report.
+    from .progress import step
     from .ranges import fast_calibration
+    step(f"converting to {mode} TFLite (TensorFlow traces the model first)")
     with contextlib.redirect_stdout(StringIO()), warnings.catch_warnings(), \
             native_stderr_captured(), (fast_calibration() if fast else contextlib.nullcontext()):
         warnings.simplefilter("ignore")
@@ -84,17 +86,15 @@ def c_name(path: str) -> str:
 def calibration_feed(images: list[np.ndarray], num: int, meta: ModelMeta,
                      progress: bool = True) -> Callable[[], Iterator[list[np.ndarray]]]:
     """The representative dataset: letterboxed real images, with a progress bar."""
-    from tqdm import tqdm
-
     from .calibration import samples, warn_if_few
+    from .progress import progress as report
 
     warn_if_few(images, num)  # before the bar, so the warning has a line of its own
 
     def feed():
         # fed as the runtime will feed the model: stretched unless it letterboxes
         it = samples(images, num, meta.width, meta.height, stretch=not meta.letter_box)
-        for tensor in tqdm(it, total=num, desc="calibrating", unit="img", disable=not progress,
-                           file=sys.stderr):
+        for tensor in report(it, num, "calibrating", enabled=progress):
             yield [tensor]
     return feed
 
@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem := missing_tensorflow():
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    from .progress import step
+    step("loading TensorFlow")
     from .accuracy import is_coco, measure, no_fidelity_reason, size_line, split_images
     from .calibration import load_images
     from .keras_model import load_model

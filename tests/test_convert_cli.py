@@ -63,6 +63,18 @@ def test_conversion_output_has_no_library_noise(default_run):
     assert warning.startswith("warning: 3 calibration images"), warning
 
 
+def test_conversion_has_no_silent_stretch_and_logs_plain_progress(default_run):
+    """Each slow step is announced before it starts, and with stderr a pipe (a log file)
+    the calibration progress is a line per tenth, not carriage-return redraws."""
+    _, r = default_run
+    for announced in ("loading TensorFlow ...", "building the Keras model",
+                      "converting to int8 TFLite", "scoring the int8 model"):
+        assert announced in r.stderr, announced
+    assert "\r" not in r.stderr
+    calibrating = [line for line in r.stderr.splitlines() if line.startswith("calibrating")]
+    assert 1 <= len(calibrating) <= 10 and calibrating[-1].endswith("(100%)"), calibrating
+
+
 def test_relu_on_leaky_weights_fails_with_the_figure(tmp_path):
     r = convert_cli("--out-dir", str(tmp_path), "--leaky", "relu", "--num", "8")
     assert r.returncode == 1, r.stdout + r.stderr

@@ -38,6 +38,10 @@ import sys
 import time
 from typing import Any
 
+from .environment import require
+
+require(__name__, "yolo_tpu.batch", ("numpy", "cv2", "numba", "tqdm"))
+
 from . import __version__
 from .cli import add_model_args, device_ok, error, load_detector, positive_float, positive_int, \
     setup_logging

@@ -24,6 +24,10 @@ import sys
 import time
 from typing import IO, Any
 
+from .environment import require
+
+require(__name__, "yolo_tpu.detect")  # a hint, not a traceback, outside the venv
+
 import cv2
 import numpy as np
 
@@ -41,6 +45,7 @@ from .cli import (
     serve_fps,
     setup_logging,
     timeout_s,
+    warm_up,
 )
 from .backends import BackendError
 from .image_header import image_format, oversize
@@ -276,9 +281,11 @@ def run(args: argparse.Namespace) -> int:
     if args.save and (problem := _check_image_save(args, files)):
         error(problem)
         return 2
+    started = time.monotonic()
     detector = load_detector(args)
     if detector is None:
         return 2
+    warm_up(detector, started)
     from .outputs import LineFile, OutputError
     text_out: IO[str] = sys.stderr if args.json == "-" else sys.stdout
     json_out: Any = None
@@ -412,6 +419,11 @@ def run_stream(args: argparse.Namespace) -> int:
     from .sinks import JsonLines, SinkError, VideoFile, Window
     from .sources import VideoSource
     from .stream import damage, run as run_loop, stop_on_signals
+    if args.show:  # before the source, the server and the model: fails at once
+        from .display import show_problem
+        if problem := show_problem():
+            error(problem)
+            return 2
     spec = _stream_spec(args)
     if isinstance(spec, str):
         error(spec)

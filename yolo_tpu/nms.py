@@ -42,14 +42,38 @@ def cached_njit(func):
     return kernel
 
 
+def host_cpu_key():
+    """numba's key for this CPU in its cache index (LLVM triple, CPU name, features), or
+    None when this numba does not expose it."""
+    try:
+        from numba.core.registry import cpu_target
+        return cpu_target.target_context.codegen().magic_tuple()
+    except Exception:  # noqa: BLE001 - numba internals: then any cached entry counts
+        return None
+
+
+def cached_for(index: dict, cpu_key) -> bool:
+    """Whether a numba cache index holds machine code numba would load on this CPU: its
+    entries are keyed (signature, cpu key, bytecode hashes), so an install copied from
+    another board has a full cache and still compiles everything."""
+    if None in index:  # internals unknown: counted as cached, so no false notice
+        return True
+    if cpu_key is None:
+        return bool(index)
+    return any(isinstance(k, tuple) and len(k) >= 2 and k[1] == cpu_key for k in index)
+
+
 def uncompiled_kernels(names: set[str] | None = None) -> list[str]:
-    """Names of the kernels (of `names`, default all) with no usable machine code in numba's
-    on-disk cache: the ones this process would compile (10-30 s in all, on a small CPU).
+    """Names of the kernels (of `names`, default all) with no usable machine code for this
+    CPU in numba's on-disk cache: the ones this process would compile (10-30 s in all, on a
+    small CPU).
 
     Reads numba's cache index the way numba does (an index whose source stamp is stale is
-    empty); a numba without these internals counts as cached, so no false notice is shown.
+    empty; an entry is for one CPU); a numba without these internals counts as cached, so
+    no false notice is shown.
     """
     missing = []
+    cpu_key = host_cpu_key()
     for kernel in KERNELS:
         if names is not None and kernel.py_func.__name__ not in names:
             continue
@@ -59,7 +83,7 @@ def uncompiled_kernels(names: set[str] | None = None) -> list[str]:
             cached = {} if type(kernel._cache).__name__ == "NullCache" else {None: None}
         except Exception:  # noqa: BLE001 - an unreadable index means numba recompiles too
             cached = {}
-        if not cached:
+        if not cached_for(cached, cpu_key):
             missing.append(kernel.py_func.__name__)
     return missing
 

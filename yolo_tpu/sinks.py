@@ -182,10 +182,9 @@ class Window:
     def __init__(self, title: str):
         self.title = title
         self.closed = False
-        # OpenCV's Qt aborts the whole process (no exception) when it finds no X display.
-        if sys.platform.startswith("linux") and (why := _no_x_display()):
-            raise SinkError(f"--show: no display ({why}); run without --show, and use "
-                            "--save to keep the annotated video")
+        from .display import show_problem
+        if problem := show_problem():  # detect checks first; here for any other caller
+            raise SinkError(problem)
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as e:
@@ -204,17 +203,4 @@ class Window:
             cv2.destroyWindow(self.title)
         except cv2.error:
             pass
-
-
-def _no_x_display() -> str | None:
-    """Why there is no X display to open a window on, or None (a local one that exists,
-    or a remote one such as ssh's localhost:10.0, which only connecting can tell)."""
-    display = os.environ.get("DISPLAY", "")
-    if not display:
-        return "DISPLAY is not set"
-    if display.startswith(":"):
-        number = display[1:].split(".")[0]
-        if not os.path.exists(f"/tmp/.X11-unix/X{number}"):
-            return f"no X server for DISPLAY={display}"
-    return None
 
