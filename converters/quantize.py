@@ -67,18 +67,40 @@ def with_metadata(tflite: bytes, meta: ModelMeta) -> bytes:
     return add_metadata(tflite, {METADATA_KEY: meta.to_json().encode()})
 
 
-def c_array(data: bytes, name: str) -> str:
-    """The model as a C array, in the layout `xxd -i` writes."""
-    lines = [f"unsigned char {name}[] = {{"]
+def c_array(data: bytes, name: str, header: str | None = None) -> str:
+    """The model as C++ source for TensorFlow Lite Micro: `alignas(16) const unsigned char
+    NAME[]` (const: it stays in flash, not RAM; 16-byte aligned, as TFLM reads the
+    flatbuffer in place) and `const unsigned int NAME_len`, 12 bytes a line as `xxd -i`.
+    `header`: included first, so its `extern` declarations give both external linkage
+    (a namespace-scope const is otherwise private to its file in C++)."""
+    lines = [f'#include "{header}"', ""] if header else []
+    lines.append(f"alignas(16) const unsigned char {name}[] = {{")
     for i in range(0, len(data), 12):
         chunk = ", ".join(f"0x{b:02x}" for b in data[i:i + 12])
         lines.append(f"  {chunk}{',' if i + 12 < len(data) else ''}")
-    lines += ["};", f"unsigned int {name}_len = {len(data)};", ""]
+    lines += ["};", f"const unsigned int {name}_len = {len(data)};", ""]
     return "\n".join(lines)
 
 
+def c_header(name: str, guard: str) -> str:
+    """The header declaring `c_array`'s two symbols."""
+    return (f"#ifndef {guard}\n#define {guard}\n\n"
+            f"extern const unsigned char {name}[];\nextern const unsigned int {name}_len;\n\n"
+            f"#endif  // {guard}\n")
+
+
 def c_name(path: str) -> str:
-    return re.sub(r"[^0-9a-zA-Z]", "_", os.path.basename(path))
+    """A C identifier from a file name (m.tflite -> m_tflite; a leading digit gets g_)."""
+    name = re.sub(r"[^0-9a-zA-Z]", "_", os.path.basename(path))
+    return f"g_{name}" if name[:1].isdigit() else name
+
+
+def write_c_array(path: str, data: bytes, name: str) -> None:
+    """FILE.cc and FILE.h beside it (each written whole, via a temporary name)."""
+    header = os.path.splitext(path)[0] + ".h"
+    write(header, c_header(name, c_name(header).upper() + "_").encode())
+    write(path, c_array(data, name, os.path.basename(header)).encode())
+    print(f"wrote {path} and {header} ({name}, {name}_len)")
 
 
 def calibration_feed(images: list[np.ndarray], num: int, meta: ModelMeta,
@@ -151,16 +173,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m converters.quantize",
                                  description=__doc__.split("\n")[0],
                                  formatter_class=HelpFormatter)
-    ap.add_argument("model", help=".keras model written by converters.darknet")
+    ap.add_argument("model", help=".keras model written by converters.darknet, or any Keras "
+                                  "model (.keras, .h5, a SavedModel folder)")
     ap.add_argument("-o", "--output", required=True, help="output .tflite")
     ap.add_argument("--mode", choices=MODES, default="int8", help="TFLite form")
     add_calibration_args(ap)
-    ap.add_argument("--c-array", metavar="FILE.cc", help="also write the model as a C array")
+    ap.add_argument("--c-array", metavar="FILE.cc",
+                    help="also write the model as TensorFlow Lite Micro source, and FILE.h")
+    from .generic import add_args, dispatch
+    add_args(ap)
     args = ap.parse_args(argv)
     from . import missing_tensorflow
     if problem := missing_tensorflow():
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if (status := dispatch(args)) is not None:  # any Keras model not from converters.darknet
+        return status
+    args.io = args.io or "uint8"
     from .accuracy import is_coco, measure, no_fidelity_reason, size_line, split_images
     from .calibration import load_images
     from .keras_model import load_model
@@ -180,10 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     write(args.output, data)
     print(f"wrote {args.output} ({len(data) / 1e6:.2f} MB, {args.mode})")
     if args.c_array:
-        os.makedirs(os.path.dirname(os.path.abspath(args.c_array)), exist_ok=True)
-        with open(args.c_array, "w") as f:
-            f.write(c_array(data, c_name(args.output)))
-        print(f"wrote {args.c_array}")
+        write_c_array(args.c_array, data, c_name(args.output))
     if not eval_paths:
         print(no_fidelity_reason(args.calib, coco))
         return 0

@@ -1,0 +1,167 @@
+"""Any Keras model to the Edge TPU and to a microcontroller: the guides' small CNN, trained
+here on a real data set that needs no download (scikit-learn's 8x8 digits, upsampled to
+16x16), through `converters.quantize`, its C array and `yolo_tpu.classify`."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+SIDE = 16
+
+
+def run(module: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """A CNN trained for a few seconds on the digits' train split, saved with Keras' default
+    dynamic batch; the splits as .npy/.npz, pixels 0..1."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    import keras
+    d = datasets.load_digits()
+    # 8x8 at 0..16 -> 16x16 at 0..1 (each pixel doubled: what a PNG of it reads back)
+    x = np.repeat(np.repeat(d.images, 2, axis=1), 2, axis=2)[..., None] / 16.0
+    x = x.astype(np.float32)
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1400], order[1400:]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((SIDE, SIDE, 1)),
+        keras.layers.Conv2D(16, 3, activation="relu"),
+        keras.layers.Conv2D(32, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Dropout(0.25),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[train], y[train], epochs=6, batch_size=64, verbose=0)
+    folder = tmp_path_factory.mktemp("digits")
+    assert model.inputs[0].shape[0] is None  # the dynamic batch a user's model has
+    model.save(folder / "cnn.keras")
+    np.save(folder / "calib.npy", x[train][:200])
+    np.savez(folder / "test.npz", x=x[test], y=y[test])
+    float_acc = float((model.predict(x[test], verbose=0).argmax(1) == y[test]).mean())
+    assert float_acc > 0.9, float_acc  # a real classifier, or the comparisons mean little
+    return {"folder": folder, "model": model, "x": x[test], "y": y[test], "float": float_acc}
+
+
+@pytest.fixture(scope="module")
+def quantized(digits):
+    """`python -m converters.quantize cnn.keras -o cnn.tflite --calib calib.npy ...`."""
+    f = digits["folder"]
+    (f / "digits.names").write_text("".join(f"digit {i}\n" for i in range(10)))
+    r = run("converters.quantize", f / "cnn.keras", "-o", f / "cnn.tflite",
+            "--calib", f / "calib.npy", "--preprocess", "0..1", "--labels", f / "digits.names",
+            "--eval-npz", f / "test.npz", "--report-json", f / "report.json",
+            "--c-array", f / "cnn_model.cc")
+    assert r.returncode == 0, r.stderr
+    return r, json.loads((f / "report.json").read_text())
+
+
+def test_every_op_on_the_edge_tpu_after_fixing_the_batch(digits, quantized):
+    from converters.edgetpu_check import check
+    from yolo_tpu.tflite_file import read_io
+    r, report = quantized
+    path = digits["folder"] / "cnn.tflite"
+    (inp,), (out,) = read_io(str(path))
+    assert tuple(inp.shape) == (1, SIDE, SIDE, 1) and inp.dtype == "INT8"  # int8 I/O by default
+    assert out.dtype == "INT8"
+    c = check(str(path))
+    assert c.all_mapped and c.total >= 5, [(o.op, o.reason) for o in c.ops if not o.mapped]
+    assert report["edgetpu"] == {"mapped": c.total, "ops": c.total}
+    assert f"Predicted: {c.total} of {c.total} operations on the Edge TPU" in r.stdout
+    assert "batch fixed to 1" in r.stdout
+
+
+def test_int8_top1_within_two_points_of_float(digits, quantized):
+    r, report = quantized
+    ev = report["eval"]
+    assert ev["samples"] == len(digits["y"])
+    assert ev["float_top1"] == pytest.approx(digits["float"], abs=1e-6)
+    assert abs(ev["quant_top1"] - ev["float_top1"]) <= 0.02, ev
+    assert f"top-1 float {ev['float_top1']:.4f}, int8 {ev['quant_top1']:.4f}" in r.stdout
+
+
+def test_c_array_compiles_and_reads_back_the_model(digits, quantized, tmp_path):
+    if not shutil.which("g++"):
+        pytest.skip("no g++")
+    f = digits["folder"]
+    cc, header = (f / "cnn_model.cc").read_text(), (f / "cnn_model.h").read_text()
+    assert "alignas(16) const unsigned char cnn_tflite[] = {" in cc
+    assert "extern const unsigned char cnn_tflite[];" in header
+    assert "extern const unsigned int cnn_tflite_len;" in header
+    main = tmp_path / "main.cc"
+    main.write_text(
+        '#include <cstdint>\n#include <cstdio>\n#include "cnn_model.h"\n'
+        "int main(int argc, char** argv) {\n"
+        "  if (reinterpret_cast<std::uintptr_t>(cnn_tflite) % 16 != 0) return 3;\n"
+        '  std::FILE* out = std::fopen(argv[1], "wb");\n'
+        "  std::fwrite(cnn_tflite, 1, cnn_tflite_len, out);\n"
+        "  return std::fclose(out);\n}\n")
+    exe = tmp_path / "dump"
+    # two translation units: the array must have external linkage through the header
+    build = subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(f), str(main),
+                            str(f / "cnn_model.cc"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    back = tmp_path / "back.tflite"
+    assert subprocess.run([str(exe), str(back)]).returncode == 0
+    assert back.read_bytes() == (f / "cnn.tflite").read_bytes()
+
+
+def test_classify_gives_the_float_models_labels(digits, quantized, tmp_path):
+    """PNGs of test digits, 4x their 16x16 size: `yolo_tpu.classify` on the int8 model
+    (preprocessing and labels from its metadata) names what the float model names."""
+    model, x = digits["model"], digits["x"]
+    probs = model.predict(x, verbose=0)
+    sure = np.flatnonzero(probs.max(1) > 0.95)[:6]  # digits the float model is sure of
+    assert len(sure) == 6
+    paths = []
+    for i in sure:
+        png = tmp_path / f"digit_{i}.png"
+        pixels = np.round(x[i, :, :, 0] * 255).astype(np.uint8)
+        cv2.imwrite(str(png), cv2.resize(pixels, (4 * SIDE, 4 * SIDE),
+                                         interpolation=cv2.INTER_NEAREST))
+        paths.append(png)
+    out = tmp_path / "top.jsonl"
+    r = run("yolo_tpu.classify", "--model", digits["folder"] / "cnn.tflite", "--image", *paths,
+            "--top", "3", "--device", "cpu", "--json", out)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [rec["source"] for rec in records] == list(map(str, paths))
+    assert [rec["top"][0]["class"] for rec in records] == probs[sure].argmax(1).tolist()
+    assert all(rec["top"][0]["label"] == f"digit {rec['top'][0]['class']}" for rec in records)
+    assert all(len(rec["top"]) == 3 for rec in records)
+    assert len(r.stdout.splitlines()) == 6
+
+
+def test_bad_arrays_and_models_are_one_line_errors(digits, tmp_path):
+    f = digits["folder"]
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((4, 8, 8, 1), np.float32))
+    cases = [
+        ((f / "cnn.keras", "--calib", wrong), "wrong.npy: samples of shape (4, 8, 8, 1)"),
+        ((tmp_path / "nope.h5", "--calib", f / "calib.npy"), "nope.h5: no such file"),
+        ((f / "cnn.keras",), "cnn.keras: int8 needs calibration samples"),
+    ]
+    broken = tmp_path / "broken.npy"
+    broken.write_bytes(b"not numpy")
+    cases.append(((f / "cnn.keras", "--calib", broken), "broken.npy: not a readable NumPy file"))
+    for args, message in cases:
+        r = run("converters.quantize", *args, "-o", tmp_path / "x.tflite")
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "x.tflite").exists()
