@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yolo_tpu.classifier import PREPROCESS, parse_preprocess, resize_pixels
+from yolo_tpu.classifier import PREPROCESS, accept_negative_ranges, parse_preprocess, resize_pixels
 from yolo_tpu.meta import METADATA_KEY, ClassifierMeta
 
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -62,6 +62,7 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     ap._option_string_actions["--calib"].help += (
         "; for any other Keras model: images, or .npy/.npz arrays of samples as the model "
         "takes them")
+    accept_negative_ranges(ap)
     g = ap.add_argument_group("any Keras model (not from converters.darknet)")
     g.add_argument("--input-shape", type=shape_arg, metavar="H,W,C",
                    help="the input's dimensions besides the batch (needed when unknown)")

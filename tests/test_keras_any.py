@@ -3,8 +3,9 @@ here on a real data set that needs no download (scikit-learn's 8x8 digits, upsam
 16x16), through `converters.quantize`, its C array and `yolo_tpu.classify`."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,16 @@ SIDE = 16
 def run(module: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *map(str, args)],
                           capture_output=True, text=True, cwd=cwd)
+
+
+def quantize_cli(*args) -> subprocess.CompletedProcess:
+    """`python -m converters.quantize ARGS`, run in this process (TensorFlow is imported
+    once per test run, not once per call): its exit status, stdout and stderr."""
+    from converters.quantize import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(map(str, args)))
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +74,7 @@ def quantized(digits):
     """`python -m converters.quantize cnn.keras -o cnn.tflite --calib calib.npy ...`."""
     f = digits["folder"]
     (f / "digits.names").write_text("".join(f"digit {i}\n" for i in range(10)))
-    r = run("converters.quantize", f / "cnn.keras", "-o", f / "cnn.tflite",
+    r = quantize_cli(f / "cnn.keras", "-o", f / "cnn.tflite",
             "--calib", f / "calib.npy", "--preprocess", "0..1", "--labels", f / "digits.names",
             "--eval-npz", f / "test.npz", "--report-json", f / "report.json",
             "--c-array", f / "cnn_model.cc")
@@ -161,7 +172,58 @@ def test_bad_arrays_and_models_are_one_line_errors(digits, tmp_path):
     broken.write_bytes(b"not numpy")
     cases.append(((f / "cnn.keras", "--calib", broken), "broken.npy: not a readable NumPy file"))
     for args, message in cases:
-        r = run("converters.quantize", *args, "-o", tmp_path / "x.tflite")
+        r = quantize_cli(*args, "-o", tmp_path / "x.tflite")
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not (tmp_path / "x.tflite").exists()
+
+
+def test_classify_video_and_errors(digits, quantized, tmp_path):
+    """--video: one record per frame; a missing model or video is one line, exit 2."""
+    x = digits["x"]
+    video = tmp_path / "digits.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64))
+    for i in range(4):
+        grey = cv2.resize(np.round(x[i, :, :, 0] * 255).astype(np.uint8), (64, 64),
+                          interpolation=cv2.INTER_NEAREST)
+        writer.write(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    model = digits["folder"] / "cnn.tflite"
+    r = run("yolo_tpu.classify", "--model", model, "--video", video, "--json", "-", "--top", "1")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["frame"] for rec in records] == [0, 1, 2, 3]
+    assert all(rec["top"][0]["label"].startswith("digit ") for rec in records)
+    for args, message in (((tmp_path / "no.tflite", "--image", video), "no.tflite: no such model"),
+                          ((model, "--video", tmp_path / "no.mp4"), "no.mp4: no such file")):
+        r = run("yolo_tpu.classify", "--model", args[0], *args[1:])
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_classifier_metadata_is_strict_and_apart_from_the_detectors():
+    from yolo_tpu.meta import ClassifierMeta, ModelMeta
+    text = ClassifierMeta(127.5, 127.5, ("a", "b")).to_json()
+    assert ClassifierMeta.from_json(text) == ClassifierMeta(127.5, 127.5, ("a", "b"))
+    with pytest.raises(ValueError, match="yolo_tpu.classify"):
+        ModelMeta.from_json(text)
+    d = json.loads(text)
+    for change, message in (({"std": 0}, "'std' must be a number"),
+                            ({"extra": 1}, "unknown field 'extra'"),
+                            ({"names": [1]}, "'names' must be a list of strings"),
+                            ({"format": "yolo_tpu/1"}, "detector's metadata")):
+        with pytest.raises(ValueError, match=message):
+            ClassifierMeta.from_json(json.dumps(d | change))
+
+
+def test_preprocessing_without_metadata_spans_the_input_range():
+    """No stored preprocessing: pixels 0..255 fill the quantized input (uint8 as is, int8
+    minus 128); with one, (pixel - mean) / std is quantized by the input's own scale."""
+    from yolo_tpu.classifier import input_lut, parse_preprocess
+    assert input_lut(np.dtype(np.int8), 0.1, 3, None).tolist() == list(range(-128, 128))
+    assert input_lut(np.dtype(np.uint8), 0.1, 3, None).tolist() == list(range(256))
+    lut = input_lut(np.dtype(np.int8), 2 / 255, 0, parse_preprocess("-1..1"))
+    assert lut[0] == -128 and lut[255] == 127 and abs(int(lut[128])) <= 1
+    assert input_lut(np.dtype(np.float32), 0, 0, parse_preprocess("raw"))[200] == 200
+    assert parse_preprocess("123.5,58") == (123.5, 58.0)
+    with pytest.raises(ValueError, match="MEAN,STD"):
+        parse_preprocess("1..2")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,12 @@ log = logging.getLogger("yolo_tpu")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 # --preprocess NAME: (mean, std) on pixels 0..255; or "MEAN,STD" given as numbers
 PREPROCESS = {"0..1": (0.0, 255.0), "-1..1": (127.5, 127.5), "raw": (0.0, 1.0)}
+
+
+def accept_negative_ranges(parser) -> None:
+    """Let `--preprocess -1..1` read as a value: argparse takes any word starting with '-'
+    for an option unless it looks like a negative number (this parser has no such option)."""
+    parser._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+\.\.-?\d+$")
 
 
 def parse_preprocess(text: str) -> tuple[float, float]:

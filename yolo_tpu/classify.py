@@ -46,7 +46,7 @@ def _preprocess(text: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from .classifier import PREPROCESS
+    from .classifier import PREPROCESS, accept_negative_ranges
     p = argparse.ArgumentParser(prog="python -m yolo_tpu.classify",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="classifier .tflite (or *_edgetpu.tflite)")
@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-frames", type=_positive_int, metavar="N",
                    help="stop a video or camera after N frames")
     p.add_argument("--version", action="version", version=f"yolo_tpu {__version__}")
+    accept_negative_ranges(p)
     return p.parse_args(argv)
 
 
