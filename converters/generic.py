@@ -317,11 +317,15 @@ def run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def evaluate(model, data: bytes, path: str, dims: tuple[int, ...]) -> Evaluation:
-    """Float Keras model and converted model on --eval-npz's x; top-1 against its y for a
+def load_eval(path: str, dims: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """--eval-npz's samples x and labels y (None: no y, or not integer labels), read before
+    any conversion work so a bad file fails first."""
+    return (x := as_samples(path, load_array(path, "x"), dims)), _labels(path, len(x))
+
+
+def evaluate(model, data: bytes, x: np.ndarray, y: np.ndarray | None) -> Evaluation:
+    """Float Keras model and converted model on the samples; top-1 against `y` for a
     classifier (integer labels, one score per class), output error otherwise."""
-    x = as_samples(path, load_array(path, "x"), dims)
-    y = _labels(path, len(x))
     ref = np.concatenate([_first(model(x[i:i + 256], training=False))
                           for i in range(0, len(x), 256)])
     got = run_tflite(data, x)
@@ -338,12 +342,15 @@ def evaluate(model, data: bytes, path: str, dims: tuple[int, ...]) -> Evaluation
 def _labels(path: str, n: int) -> np.ndarray | None:
     """--eval-npz's y as integer class labels, or None (no y, or not labels)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile) or "y" not in z:
+        data = np.load(path, allow_pickle=False)  # readable: load_array read it
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return None
+        with data:
+            if "y" not in data:
                 return None
-            y = z["y"]
-    except (OSError, ValueError, AttributeError):
-        return None
+            y = data["y"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise GenericError(f"{path}: array 'y' is unreadable ({_one_line(e)})") from None
     if y.ndim != 1 or len(y) != n:
         raise GenericError(f"{path}: y has shape {tuple(y.shape)}; expected ({n},), one label "
                            "per sample of x")
@@ -375,6 +382,7 @@ def run(args: argparse.Namespace) -> int:
     images = bool(args.calib) and not any(p.lower().endswith(ARRAY_EXTENSIONS) for p in args.calib)
     preprocess = args.preprocess or ("0..1" if images and args.mode == "int8" else None)
     norm = parse_preprocess(preprocess) if preprocess else None
+    eval_data = load_eval(args.eval_npz, dims) if args.eval_npz else None
     representative = None
     if args.mode == "int8":
         samples = calibration_samples(args.calib, dims, args.num, norm, args.model)
@@ -397,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
     report = check(data)
     print(format_report(report))
     # the loaded model, not the batch-1 one: it scores the samples 256 at a time
-    evaluation = evaluate(model, data, args.eval_npz, dims) if args.eval_npz else None
+    evaluation = evaluate(model, data, *eval_data) if eval_data is not None else None
     if evaluation is not None:
         print(evaluation.describe(args.mode))
     if args.report_json:

@@ -171,6 +171,9 @@ def test_bad_arrays_and_models_are_one_line_errors(digits, tmp_path):
     broken = tmp_path / "broken.npy"
     broken.write_bytes(b"not numpy")
     cases.append(((f / "cnn.keras", "--calib", broken), "broken.npy: not a readable NumPy file"))
+    # a bad --eval-npz fails before any conversion work, with no model written
+    cases.append(((f / "cnn.keras", "--calib", f / "calib.npy", "--eval-npz", wrong),
+                  "wrong.npy: samples of shape (4, 8, 8, 1)"))
     for args, message in cases:
         r = quantize_cli(*args, "-o", tmp_path / "x.tflite")
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
@@ -227,3 +230,33 @@ def test_preprocessing_without_metadata_spans_the_input_range():
     assert parse_preprocess("123.5,58") == (123.5, 58.0)
     with pytest.raises(ValueError, match="MEAN,STD"):
         parse_preprocess("1..2")
+
+
+def test_classifier_on_the_edge_tpu_path(digits, quantized, tmp_path, monkeypatch):
+    """The detector's Edge TPU path: a `*_edgetpu.tflite` (compiler stand-in) takes its
+    metadata from the model beside it and runs through libedgetpu (stand-in library,
+    which writes zeros); the CPU refuses it in one line."""
+    import edgetpu_standin
+    from test_edgetpu_runtime import DEVICES  # the devices the stand-in library lists
+    from yolo_tpu.backends import BackendError
+    from yolo_tpu.classifier import Classifier
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc:
+        pytest.skip("no C compiler for the stand-in libedgetpu")
+    lib = tmp_path / "libedgetpu.so.1"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-o", str(lib),
+                    str(ROOT / "tests" / "libedgetpu_standin.c")], check=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("STANDIN_EDGETPU_DEVICES", DEVICES)
+    monkeypatch.setenv("YOLO_TPU_EDGETPU_LIB", str(lib))
+    source = tmp_path / "cnn.tflite"
+    shutil.copy(digits["folder"] / "cnn.tflite", source)
+    compiled = tmp_path / "cnn_edgetpu.tflite"
+    compiled.write_bytes(edgetpu_standin.compile_like_edgetpu(source.read_bytes()))
+    c = Classifier(str(compiled), device="usb:0")
+    assert c.compiled and c.backend.startswith("Edge TPU usb:0 via ")
+    assert c.names[3] == "digit 3" and c.preprocessing == (0.0, 255.0)  # from cnn.tflite
+    top = c(np.zeros((32, 32, 3), np.uint8), top=2)
+    assert len(top) == 2 and top[0].label.startswith("digit ")
+    with pytest.raises(BackendError, match="cannot run on the CPU"):
+        Classifier(str(compiled), device="cpu")
