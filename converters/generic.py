@@ -72,7 +72,8 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-npz", metavar="X.npz",
                    help="arrays x (samples) and y (labels): top-1 of float and int8 for a "
                         "classifier, output error otherwise")
-    g.add_argument("--labels", metavar="FILE", help="class names, one per line, stored in the model")
+    g.add_argument("--labels", metavar="FILE",
+                   help="class names, one per line, stored in the model")
     g.add_argument("--report-json", metavar="FILE",
                    help="write the op count and the --eval-npz figures as JSON")
 
@@ -395,8 +396,9 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # the converter's own error (an op int8 cannot express, ...)
         raise GenericError(f"{args.model}: the TFLite converter failed: {_one_line(e)}") from None
     if norm is not None or labels:
-        mean, std = norm or PREPROCESS["0..1"]
-        data = add_metadata(data, {METADATA_KEY: ClassifierMeta(mean, std, labels).to_json().encode()})
+        mean, std = norm or (None, None)  # labels alone: the preprocessing stays unknown
+        meta = ClassifierMeta(mean, std, labels)
+        data = add_metadata(data, {METADATA_KEY: meta.to_json().encode()})
     write(args.output, data)
     print(f"wrote {args.output} ({len(data) / 1e3:.1f} kB, {args.mode}"
           + (f", {io} input and output" if args.mode == "int8" else "") + ")")

@@ -213,9 +213,14 @@ def test_classifier_metadata_is_strict_and_apart_from_the_detectors():
     for change, message in (({"std": 0}, "'std' must be a number"),
                             ({"extra": 1}, "unknown field 'extra'"),
                             ({"names": [1]}, "'names' must be a list of strings"),
-                            ({"format": "yolo_tpu/1"}, "detector's metadata")):
+                            ({"format": "yolo_tpu/1"}, "detector's metadata"),
+                            ({"mean": None}, "'mean' must be a number")):
         with pytest.raises(ValueError, match=message):
             ClassifierMeta.from_json(json.dumps(d | change))
+    del d["std"]
+    with pytest.raises(ValueError, match="'mean' and 'std' come together"):
+        ClassifierMeta.from_json(json.dumps(d))
+    assert ClassifierMeta.from_json(ClassifierMeta(names=("a",)).to_json()).mean is None
 
 
 def test_preprocessing_without_metadata_spans_the_input_range():

@@ -1,4 +1,4 @@
-"""`Classifier`: any image classifier `.tflite` in, its top-k labels out: frames -> tensor -> scores.
+"""`Classifier`: an image classifier `.tflite` in, its top-k labels out: frame -> tensor -> scores.
 
 The detector's sibling for a model from `converters.quantize` that is not a YOLO: the
 same backends (CPU, Edge TPU, `--device`), the same compiled-model rule (a
@@ -63,7 +63,8 @@ def resize_pixels(image: np.ndarray, width: int, height: int, channels: int) -> 
         return out[:, :, None]
     if channels != 3:
         raise ValueError(f"an image cannot feed a {channels}-channel input")
-    rgb = cv2.cvtColor(image, {1: cv2.COLOR_GRAY2RGB, 4: cv2.COLOR_BGRA2RGB}.get(c, cv2.COLOR_BGR2RGB))
+    code = {1: cv2.COLOR_GRAY2RGB, 4: cv2.COLOR_BGRA2RGB}.get(c, cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(image, code)
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
 
 
@@ -178,7 +179,8 @@ class Classifier:
         self._input_index = inp["index"]
         self.input_dtype = np.dtype(inp["dtype"])
         norm = (parse_preprocess(preprocess) if preprocess is not None
-                else (self.meta.mean, self.meta.std) if self.meta is not None else None)
+                else (self.meta.mean, self.meta.std)
+                if self.meta is not None and self.meta.mean is not None else None)
         if norm is None:
             log.info("%s: no stored preprocessing; pixels span the input's range (pass "
                      "--preprocess to choose)", os.path.basename(model))

@@ -199,17 +199,19 @@ def validate(d: dict) -> None:
 @dataclass(frozen=True)
 class ClassifierMeta:
     """The preprocessing chosen at conversion: input = (pixel - mean) / std, on RGB (or
-    grey, for a one-channel input) pixels 0..255 resized to the input; and the labels."""
+    grey, for a one-channel input) pixels 0..255 resized to the input (None: not known,
+    e.g. calibrated on arrays without --preprocess); and the labels."""
 
-    mean: float = 0.0
-    std: float = 255.0
+    mean: float | None = None
+    std: float | None = None
     names: tuple[str, ...] = field(default=())
 
     def label(self, class_id: int) -> str:
         return self.names[class_id] if class_id < len(self.names) else str(class_id)
 
     def to_json(self) -> str:
-        return json.dumps({"format": CLASSIFIER_FORMAT, **asdict(self)})
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps({"format": CLASSIFIER_FORMAT, **d})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ClassifierMeta":
@@ -226,14 +228,17 @@ class ClassifierMeta:
         if d.get("format") != CLASSIFIER_FORMAT:
             raise ValueError(f"not {CLASSIFIER_FORMAT} metadata")
         _check_fields(d, CLASSIFIER_FIELDS, "")
+        if ("mean" in d) != ("std" in d):
+            raise ValueError("'mean' and 'std' come together (the preprocessing), or neither")
         if len(d.get("names", ())) > MAX_CLASSES:
             raise ValueError(f"{len(d['names'])} names, more than {MAX_CLASSES}")
-        return cls(float(d["mean"]), float(d["std"]), tuple(d.get("names", ())))
+        mean, std = (float(d["mean"]), float(d["std"])) if "mean" in d else (None, None)
+        return cls(mean, std, tuple(d.get("names", ())))
 
 
 CLASSIFIER_FIELDS = {
     "format": (True, _one_of(CLASSIFIER_FORMAT)),
-    "mean": (True, _number_in(-1e6, 1e6)),
-    "std": (True, _number_in(1e-6, 1e6)),
+    "mean": (False, _number_in(-1e6, 1e6)),
+    "std": (False, _number_in(1e-6, 1e6)),
     "names": (False, _names),
 }
