@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -265,3 +266,42 @@ def test_classifier_on_the_edge_tpu_path(digits, quantized, tmp_path, monkeypatc
     assert len(top) == 2 and top[0].label.startswith("digit ")
     with pytest.raises(BackendError, match="cannot run on the CPU"):
         Classifier(str(compiled), device="cpu")
+
+
+def test_h5_from_images_and_a_savedmodel(digits, tmp_path):
+    """The other forms: an .h5 calibrated on PNGs (resized, --preprocess 0..1, uint8 I/O;
+    the preprocessing is stored), and a SavedModel folder scored by output error (an
+    --eval-npz without labels)."""
+    from yolo_tpu.classifier import read_classifier_info
+    from yolo_tpu.tflite_file import read_io
+    model, x = digits["model"], digits["x"]
+    model.save(tmp_path / "cnn.h5")
+    pngs = tmp_path / "calib"
+    pngs.mkdir()
+    for i in range(40):
+        cv2.imwrite(str(pngs / f"{i}.png"), cv2.resize(np.round(x[i, :, :, 0] * 255)
+                    .astype(np.uint8), (48, 48), interpolation=cv2.INTER_NEAREST))
+    r = quantize_cli(tmp_path / "cnn.h5", "-o", tmp_path / "h5.tflite", "--calib", pngs,
+                     "--io", "uint8", "--eval-npz", digits["folder"] / "test.npz")
+    assert r.returncode == 0, r.stderr
+    assert "calibrating on 40 samples (images, --preprocess 0..1)" in r.stdout
+    (inp,), _ = read_io(str(tmp_path / "h5.tflite"))
+    assert inp.dtype == "UINT8"
+    meta, _ = read_classifier_info(str(tmp_path / "h5.tflite"))
+    assert (meta.mean, meta.std) == (0.0, 255.0)
+    top1 = re.search(r"top-1 float ([0-9.]+), int8 ([0-9.]+)", r.stdout)
+    assert abs(float(top1[1]) - float(top1[2])) <= 0.02, r.stdout
+    model.export(str(tmp_path / "saved"), verbose=False)
+    np.savez(tmp_path / "x_only.npz", x=x[:50])
+    r = quantize_cli(tmp_path / "saved", "-o", tmp_path / "sm.tflite", "--calib",
+                     digits["folder"] / "calib.npy", "--eval-npz", tmp_path / "x_only.npz")
+    assert r.returncode == 0, r.stderr
+    error = re.search(r"int8 output error against float: mean ([0-9.]+), max ([0-9.]+)", r.stdout)
+    assert error and float(error[1]) < 0.01 and float(error[2]) < 0.1, r.stdout
+    assert re.search(r"Predicted: (\d+) of \1 operations on the Edge TPU", r.stdout), r.stdout
+
+
+def test_detector_points_a_classifier_to_classify(digits, quantized):
+    from yolo_tpu.detector import Detector, ModelError
+    with pytest.raises(ModelError, match="run the model with `python -m yolo_tpu.classify`"):
+        Detector(str(digits["folder"] / "cnn.tflite"), device="cpu")
