@@ -305,3 +305,33 @@ def test_detector_points_a_classifier_to_classify(digits, quantized):
     from yolo_tpu.detector import Detector, ModelError
     with pytest.raises(ModelError, match="run the model with `python -m yolo_tpu.classify`"):
         Detector(str(digits["folder"] / "cnn.tflite"), device="cpu")
+
+
+def test_fuzz_classifier_metadata():
+    """Seeded mutations of classifier metadata: each parses to sane values or is a
+    ValueError, never another exception."""
+    from yolo_tpu.meta import ClassifierMeta
+    good = {"format": "yolo_tpu.classifier/1", "mean": 0.0, "std": 255.0, "names": ["a", "b"]}
+    values = [None, True, 0, -1, 1e308, float("nan"), "", "x", [], [1], {}, ["a"] * 3]
+    rng = np.random.default_rng(20)
+    fixed = ["null", "[" * 100000 + "]" * 100000, "{" * 5000, "\xff", "", "[]"]
+    payloads = [t.encode("utf-8", "surrogateescape") for t in fixed]
+    for _ in range(300):
+        d = dict(good)
+        key = list(good)[int(rng.integers(len(good)))]
+        if rng.random() < 0.2:
+            del d[key]
+        else:
+            d[key] = values[int(rng.integers(len(values)))]
+        payloads.append(json.dumps(d).encode())
+    parsed = 0
+    for payload in payloads:
+        try:
+            meta = ClassifierMeta.from_json(payload)
+        except ValueError:
+            continue
+        parsed += 1
+        assert (meta.mean is None) == (meta.std is None)
+        assert meta.std is None or 0 < meta.std <= 1e6
+        assert all(isinstance(n, str) for n in meta.names)
+    assert 0 < parsed < len(payloads)
