@@ -23,6 +23,7 @@ import cv2
 import pytest
 
 import edgetpu_standin
+import fake_sysfs
 from conftest import ROOT, SAMPLES, require
 from converters import edgetpu_compile as ecc
 from test_edgetpu_check import install_standin_compiler
@@ -232,7 +233,17 @@ def _run(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:
 
 def _env(tmp_path: Path, lib: Path | str, devices: str = DEVICES) -> dict:
     return {**os.environ, "YOLO_TPU_EDGETPU_LIB": str(lib), "STANDIN_EDGETPU_DEVICES": devices,
-            "XDG_CACHE_HOME": str(tmp_path / "cache")}
+            "XDG_CACHE_HOME": str(tmp_path / "cache"), **_hardware(tmp_path)}
+
+
+def _hardware(tmp_path: Path) -> dict:
+    """A fake sysfs with the stand-in's two TPUs (USB 2-1 on USB3, PCIe apex_0) for the doctor."""
+    sysfs, dev = tmp_path / "hw" / "sys", tmp_path / "hw" / "dev"
+    if not sysfs.exists():
+        fake_sysfs.machine(tmp_path / "hw")
+        fake_sysfs.usb(sysfs, dev, "2-1", fake_sysfs.READY, "5000", 2, 3)
+        fake_sysfs.pci(sysfs, dev)
+    return fake_sysfs.env(sysfs, dev)
 
 
 def test_detect_cli_with_a_crashing_library_is_one_line(compiled, libs, tmp_path):

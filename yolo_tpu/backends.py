@@ -96,7 +96,11 @@ def _no_device_message(where: str) -> str:
     except OSError:
         listed = ()
     if not listed:
-        return f"no Edge TPU ({where}) answered: libedgetpu lists none; {INSTALL_LIBEDGETPU}"
+        from .hardware import first_error
+        seen = first_error()  # what sysfs says, e.g. no Coral plugged in, a node we may not open
+        return (f"no Edge TPU ({where}) answered: libedgetpu lists none"
+                f"{f' ({seen}; python -m yolo_tpu.doctor gives the fix)' if seen else ''}; "
+                f"{INSTALL_LIBEDGETPU}")
     names = ", ".join(f"{kind} {path}" for kind, path in listed)
     return (f"no Edge TPU ({where}) answered: libedgetpu lists {len(listed)} ({names}); "
             f"use --device usb, usb:N, pci, pci:N or tpu:N among those, or check that no "

@@ -193,7 +193,9 @@ def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
                    help="NMS IoU threshold, in (0, 1] (default 0.45)")
     p.add_argument("--device", default="auto",
                    help="auto, cpu, tpu, tpu:N, usb, usb:N, pci or pci:N (default auto: the "
-                        "Edge TPU for a compiled model, else the CPU); for segments, one "
+                        "Edge TPU for a compiled model, else the CPU; with several Edge "
+                        "TPUs, replicas or segments); DEV+DEV runs one copy per device, "
+                        "frames in turn, e.g. usb:0+usb:1 or cpu+cpu; for segments, one "
                         "per segment comma-separated, e.g. usb:0,usb:1")
     p.add_argument("--max-det", type=max_det, default=300,
                    help=f"at most this many detections per {what} (default 300)")
@@ -386,9 +388,11 @@ def load_detector(args: argparse.Namespace):
 def device_ok(device: str) -> bool:
     """Whether --device is well formed (one device, or one per segment separated by commas);
     if not, one error line says why (before any work)."""
+    from .replicas import replica_devices
     try:
         for one in device.split(","):
-            parse_device(one)
+            if replica_devices(one) is None:
+                parse_device(one)
     except ValueError as e:
         _error(f"--device: {e}")
         return False

@@ -23,6 +23,7 @@ from .model_trial import ModelError, load_interpreter
 from .nms import nms
 from .pipeline import SegmentedModel, SegmentsError, model_paths, segment_info
 from .preprocess import Letterbox, letterbox
+from .replicas import Replicas, auto_plan, listed_tpus, load_replicas, replica_devices
 
 log = logging.getLogger("yolo_tpu")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
@@ -114,7 +115,9 @@ class Detector:
                  iou: float = 0.45, max_det: int = 300, agnostic: bool = False):
         """`model`: one `.tflite`, or the segments of one (`converters.segment`) as a list or
         comma-separated, run as a pipeline with one interpreter per device (`device`:
-        one for all, or comma-separated, one per segment, e.g. `usb:0,usb:1`)."""
+        one for all, or comma-separated, one per segment, e.g. `usb:0,usb:1`). `device`
+        `usb:0+usb:1` (or `cpu+cpu`, ...) runs one copy of a model per device, frames in
+        turn (`replicas`); `auto` with several Edge TPUs picks replicas or segments."""
         paths = model_paths(model)
         for path in paths or [str(model)]:
             if not os.path.exists(path):
@@ -127,13 +130,24 @@ class Detector:
             raise ValueError(f"max_det must be a positive integer, got {max_det!r}")
         self.model_path = ",".join(paths)
         self.conf, self.iou, self.max_det, self.agnostic = conf, iou, max_det, agnostic
-        self._chain: SegmentedModel | None = None
+        self._chain: SegmentedModel | Replicas | None = None
         self._pending: deque[np.ndarray] = deque()
         try:
+            if len(paths) == 1:
+                paths, device = self._auto_devices(paths, device)
+                self.model_path = ",".join(paths)
+            replicas = replica_devices(device)
+            if replicas and len(paths) > 1:
+                raise ModelError(f"--device {device}: replicas (DEV+DEV) run one whole model; "
+                                 "for segments give one device per segment, comma-separated")
             if len(paths) > 1:
                 self._chain = SegmentedModel(paths, device)
                 self.interpreter, self.backend = self._chain, self._chain.label
                 self.meta, self.compiled = read_model_info(paths[-1])  # the last: the heads
+            elif replicas:
+                self.meta, self.compiled = read_model_info(paths[0])
+                self._chain = load_replicas(paths[0], replicas, self.compiled)
+                self.interpreter, self.backend = self._chain, self._chain.label
             else:
                 self.meta, self.compiled = read_model_info(paths[0])
                 self.interpreter, self.backend = load_interpreter(paths[0], device,
@@ -156,6 +170,20 @@ class Detector:
         self._outputs, self._quant = self._match_heads(self.interpreter.get_output_details())
         self._buffer: np.ndarray | None = None
         self._compile_kernels()
+
+    @staticmethod
+    def _auto_devices(paths: list[str], device: str) -> tuple[list[str], str]:
+        """`auto` for a compiled model with several Edge TPUs listed: replicas when its
+        parameters fit one TPU's cache, its compiled segments when not (one line says which)."""
+        if device.strip().lower() != "auto":
+            return paths, device
+        _, compiled = read_model_info(paths[0])
+        tpus = listed_tpus() if compiled else 0
+        if tpus < 2:
+            return paths, device
+        plan = auto_plan(paths[0], tpus)
+        log.info("%s", plan.message)
+        return plan.paths, plan.device
 
     def _compile_kernels(self) -> None:
         """First run after an install: say so, then compile the numba kernels here (they
@@ -231,6 +259,8 @@ class Detector:
     @property
     def in_flight(self) -> int:
         """Frames `submit` may hold before `collect` must be called: one per pipeline stage."""
+        if isinstance(self._chain, Replicas):
+            return self._chain.in_flight
         return len(self._chain.stages) if self._chain is not None else 1
 
     def submit(self, tensor: np.ndarray) -> None:

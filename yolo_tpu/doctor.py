@@ -1,12 +1,18 @@
 """`python -m yolo_tpu.doctor`: can this machine run a compiled model on an Edge TPU?
 
-Reports Python, numpy, the TFLite runtime (LiteRT flavour and version), which libedgetpu
-is found (path, and version through its C API), the Edge TPUs it lists, and the result of
-a trial: the delegate loaded and one inference run *in a child process*, so a library that
-crashes the interpreter (Coral's libedgetpu 16 with a much newer LiteRT) becomes a finding
+From the hardware up: first the Corals sysfs shows (yolo_tpu.hardware: USB before/after its
+firmware, bus speed, PCIe driver, may this user open the node), then Python, numpy, the
+TFLite runtime (LiteRT flavour and version), which libedgetpu is found (path, and version
+through its C API), the Edge TPUs it lists, and the result of a trial: the delegate loaded
+and one inference run *in a child process*, so a library that crashes the interpreter
+(Coral's libedgetpu 16 with a much newer LiteRT) becomes a finding
 with the fix instead of a dead process. Everything that touches libedgetpu runs in a child.
 
-Exit 0 when the trial ran an inference on an Edge TPU, 1 with findings otherwise.
+Each finding is a level (error, warning, note), what, and the fix with commands to paste; where
+the runtime is missing or crashes, which libedgetpu to install for this Python, machine and
+LiteRT (yolo_tpu.edgetpu_builds). Exit 0 when the trial ran an inference on an Edge TPU and
+no finding is an error (USB2 and under-voltage are warnings), 1 otherwise: the doctor is
+always asked about an Edge TPU, so no Coral plugged in is an error.
 The trial's verdict for the library pair is remembered like the runtime's (see
 yolo_tpu.edgetpu), so `detect`/`batch` skip their own trial afterwards.
 """
@@ -20,7 +26,9 @@ import subprocess
 import sys
 from importlib import resources
 
-from .backends import INSTALL_LIBEDGETPU, BackendError, parse_device
+from . import edgetpu_builds, hardware
+from .backends import BackendError, parse_device
+from .hardware import Finding
 from .edgetpu import (
     FIX_CRASH,
     LibraryInfo,
@@ -55,29 +63,36 @@ def _probe() -> tuple[LibraryInfo | None, str | None]:
     return LibraryInfo(data["path"], data["version"], tuple(map(tuple, data["devices"]))), None
 
 
-def diagnose(device: str | None, model: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(report rows, findings)."""
+def _with_install(what: str, runtime: dict | None) -> Finding:
+    """An error whose fix is the libedgetpu (and LiteRT) for this Python, machine and system."""
+    advice = edgetpu_builds.advise(edgetpu_builds.this_box(runtime))
+    return Finding("error", what, f"install {advice.summary}:", advice.commands, advice.notes)
+
+
+def diagnose(device: str | None, model: str) -> tuple[list[tuple[str, str]], list[Finding], bool]:
+    """(report rows, findings, whether a trial opened an Edge TPU through libedgetpu)."""
     import numpy
 
-    rows = [("Python", f"{platform.python_version()} ({sys.executable})"),
+    rows = [("Python", f"{platform.python_version()} ({sys.executable}, "
+                       f"{platform.machine()})"),
             ("numpy", numpy.__version__)]
-    findings: list[str] = []
     try:
         runtime = runtime_identity()
         rows.append(("LiteRT", f"{runtime['flavour']} {runtime['version']} ({runtime['file']})"))
     except BackendError as e:
         rows.append(("LiteRT", "none"))
-        return rows, findings + [str(e)]
+        return rows, [_with_install(str(e), None)], False
     lib, problem = _probe()
     if problem:
         rows.append(("libedgetpu", f"{library_name()}: cannot be loaded"))
-        return rows, findings + [f"{problem}; {FIX_CRASH}"]
+        return rows, [_with_install(f"{problem}; {FIX_CRASH}", runtime)], False
     if lib is None:
         rows.append(("libedgetpu", f"not found ({library_name()})"))
         rows.append(("Edge TPUs", "-"))
         rows.append(("trial", "skipped: no libedgetpu"))
-        return rows, findings + [f"no Edge TPU runtime: {INSTALL_LIBEDGETPU}; until then "
-                                 "uncompiled models run on the CPU (--device cpu)"]
+        return rows, [_with_install(f"no Edge TPU runtime ({library_name()} not found); until "
+                                    "then uncompiled models run on the CPU (--device cpu)",
+                                    runtime)], False
     rows.append(("libedgetpu", f"{lib.path}"))
     rows.append(("  version", lib.version or "unknown (no edgetpu_version)"))
     rows.append(("Edge TPUs", ", ".join(f"{kind} {path}" for kind, path in lib.devices)
@@ -89,18 +104,39 @@ def diagnose(device: str | None, model: str) -> tuple[list[tuple[str, str]], lis
                                    f"{cache_file()})"))
     trial: Trial = run_trial(model, device, lib.path)
     remember(key, trial, lib, runtime)
+    findings: list[Finding] = []
     where = device or "any"
     rows.append(("trial", f"{trial.verdict}: {trial.detail} ({trial.seconds:.1f} s, "
                           f"device {where}, {os.path.basename(model)})"))
     if trial.verdict == "crash":
-        findings.append(f"{lib.path} ({lib.version}) crashes {runtime['flavour']} "
-                        f"{runtime['version']} ({trial.detail}); detect and batch will refuse "
-                        f"the TPU with this pair. Fix: {FIX_CRASH}")
+        findings.append(_with_install(f"{lib.path} ({lib.version}) crashes {runtime['flavour']} "
+                                      f"{runtime['version']} ({trial.detail}); detect and batch "
+                                      f"will refuse the TPU with this pair. {FIX_CRASH}",
+                                      runtime))
     elif trial.verdict == "no_device":
-        findings.append(trial.detail)
+        findings.append(Finding("error", trial.detail))
     elif trial.verdict != "ok":
-        findings.append(f"the delegate loaded but the trial failed: {trial.detail}")
-    return rows, findings
+        findings.append(Finding("error", f"the delegate loaded but the trial failed: "
+                                         f"{trial.detail}"))
+    return rows, findings, trial.verdict != "no_device"
+
+
+def exit_code(findings: list[Finding]) -> int:
+    """1 when a finding is an error; warnings (USB2, under-voltage) and notes do not fail."""
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
+def print_findings(findings: list[Finding]) -> None:
+    """Each finding in one or two lines, its commands indented beneath to paste."""
+    print("\nfindings:")
+    for f in findings:
+        print(f"  - {f.level}: {f.what}")
+        if f.fix:
+            print(f"    fix: {f.fix}")
+        for command in f.commands:
+            print(f"      {command}")
+        for note in f.notes:
+            print(f"    note: {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,14 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(model):
         print(f"doctor: {model}: no such model file", file=sys.stderr)
         return 2
-    rows, findings = diagnose(dev.delegate_device, model)
+    runtime_rows, runtime_findings, opened = diagnose(dev.delegate_device, model)
+    hw = hardware.scan()  # after the trial: a USB Coral it opened has its firmware by now
+    rows = hardware.rows(hw) + runtime_rows
+    findings = [f for f in hardware.assess(hw, opened) if f.level != "ok"] + runtime_findings
     width = max(len(name) for name, _ in rows) + 2
     for name, value in rows:
         print(f"{name:<{width}}{value}")
     if findings:
-        print("\nfindings:")
-        for line in findings:
-            print(f"  - {line}")
+        print_findings(findings)
+    if exit_code(findings):
         return 1
     print("\nEdge TPU ready: the delegate loaded and ran an inference in a trial process.")
     return 0
