@@ -9,78 +9,20 @@ only the `.tflite`. float16, dynamic and float32 are the CPU forms users compare
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import re
 import sys
-import warnings
 from collections.abc import Callable, Iterator
-from io import StringIO
 
 import numpy as np
 
-from yolo_tpu.meta import METADATA_KEY, ModelMeta
+from yolo_tpu.meta import ModelMeta
 
 from .calibration import DEFAULT_CALIB, CalibrationError
-from yolo_tpu.native_log import native_stderr_captured
 
-MODES = ("int8", "float16", "dynamic", "float32")
+from .tflite_out import (  # noqa: F401 (re-exported: the converter's API)
+    MODES, c_array, c_header, c_name, to_tflite, with_metadata, write, write_c_array)
+
 DEFAULT_NUM = 100
-
-
-def to_tflite(model, mode: str = "int8", io: str = "uint8",
-              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
-              fast: bool = True) -> bytes:
-    """Convert a Keras model; `representative` yields calibration batches for int8, whose
-    ranges are measured by converters.ranges (`fast`) or TensorFlow's own calibrator."""
-    import tensorflow as tf
-    tf.get_logger().setLevel("ERROR")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode == "int8":
-        if representative is None:
-            raise ValueError("int8 needs calibration data")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = (
-            tf.uint8 if io == "uint8" else tf.int8)
-    elif mode == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif mode != "float32":
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    # The Keras export prints its whole signature to stdout, and the MLIR quantizer writes
-    # `fully_quantize: 0, inference_type: 6, ...` straight to fd 2; keep the user's screen
-    # for our own progress and report.
-    from .progress import step
-    from .ranges import fast_calibration
-    step(f"converting to {mode} TFLite (TensorFlow traces the model first)")
-    with contextlib.redirect_stdout(StringIO()), warnings.catch_warnings(), \
-            native_stderr_captured(), (fast_calibration() if fast else contextlib.nullcontext()):
-        warnings.simplefilter("ignore")
-        return converter.convert()
-
-
-
-def with_metadata(tflite: bytes, meta: ModelMeta) -> bytes:
-    from yolo_tpu.tflite_file import add_metadata
-    return add_metadata(tflite, {METADATA_KEY: meta.to_json().encode()})
-
-
-def c_array(data: bytes, name: str) -> str:
-    """The model as a C array, in the layout `xxd -i` writes."""
-    lines = [f"unsigned char {name}[] = {{"]
-    for i in range(0, len(data), 12):
-        chunk = ", ".join(f"0x{b:02x}" for b in data[i:i + 12])
-        lines.append(f"  {chunk}{',' if i + 12 < len(data) else ''}")
-    lines += ["};", f"unsigned int {name}_len = {len(data)};", ""]
-    return "\n".join(lines)
-
-
-def c_name(path: str) -> str:
-    return re.sub(r"[^0-9a-zA-Z]", "_", os.path.basename(path))
 
 
 def calibration_feed(images: list[np.ndarray], num: int, meta: ModelMeta,
@@ -117,15 +59,6 @@ def quantize(model, meta: ModelMeta, mode: str = "int8", calib: list[str] | None
     return with_metadata(to_tflite(model, mode, io, feed), meta)
 
 
-def write(path: str, data: bytes) -> None:
-    """Write via a temporary name, so a failed run never leaves a half-written model."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.part"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def add_calibration_args(ap: argparse.ArgumentParser) -> None:
     """--calib, --num, --io, --eval, --min-fidelity: one definition for converters and
     converters.quantize."""
@@ -151,16 +84,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m converters.quantize",
                                  description=__doc__.split("\n")[0],
                                  formatter_class=HelpFormatter)
-    ap.add_argument("model", help=".keras model written by converters.darknet")
+    ap.add_argument("model", help=".keras model written by converters.darknet, or any Keras "
+                                  "model (.keras, .h5, a SavedModel folder)")
     ap.add_argument("-o", "--output", required=True, help="output .tflite")
     ap.add_argument("--mode", choices=MODES, default="int8", help="TFLite form")
     add_calibration_args(ap)
-    ap.add_argument("--c-array", metavar="FILE.cc", help="also write the model as a C array")
+    ap.add_argument("--c-array", metavar="FILE.cc",
+                    help="also write the model as TensorFlow Lite Micro source, and FILE.h")
+    from .generic import add_args, dispatch
+    add_args(ap)
     args = ap.parse_args(argv)
     from . import missing_tensorflow
     if problem := missing_tensorflow():
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if (status := dispatch(args)) is not None:  # any Keras model not from converters.darknet
+        return status
+    args.io = args.io or "uint8"
     from .progress import step
     step("loading TensorFlow")
     from .accuracy import is_coco, measure, no_fidelity_reason, size_line, split_images
@@ -182,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     write(args.output, data)
     print(f"wrote {args.output} ({len(data) / 1e6:.2f} MB, {args.mode})")
     if args.c_array:
-        os.makedirs(os.path.dirname(os.path.abspath(args.c_array)), exist_ok=True)
-        with open(args.c_array, "w") as f:
-            f.write(c_array(data, c_name(args.output)))
-        print(f"wrote {args.c_array}")
+        write_c_array(args.c_array, data, c_name(args.output))
     if not eval_paths:
         print(no_fidelity_reason(args.calib, coco))
         return 0

@@ -109,9 +109,11 @@ def test_int8_io_and_other_modes_run_in_the_runtime(converted, tmp_path):
 
 def test_c_array_is_xxd_layout_of_the_model():
     data = bytes(range(256)) * 3 + b"\x07"
-    text = c_array(data, "model_tflite")
-    assert text.startswith("unsigned char model_tflite[] = {\n  0x00, 0x01,")
-    assert text.rstrip().endswith(f"unsigned int model_tflite_len = {len(data)};")
+    text = c_array(data, "model_tflite", "model.h")
+    # TensorFlow Lite Micro's form: const (in flash), 16-byte aligned, the header first
+    assert text.startswith('#include "model.h"\n\n'
+                           "alignas(16) const unsigned char model_tflite[] = {\n  0x00, 0x01,")
+    assert text.rstrip().endswith(f"const unsigned int model_tflite_len = {len(data)};")
     body = re.findall(r"0x([0-9a-f]{2})", text)
     assert bytes(int(b, 16) for b in body) == data
     assert all(len(re.findall("0x", line)) <= 12 for line in text.splitlines())
@@ -166,6 +168,7 @@ def test_quantize_cli_errors_and_c_array(tmp_path, converted):
     assert "warning: 3 calibration images" in r.stderr
     body = re.findall(r"0x([0-9a-f]{2})", (tmp_path / "m.cc").read_text())
     assert bytes(int(b, 16) for b in body) == out.read_bytes()
+    assert "extern const unsigned char m_tflite[];" in (tmp_path / "m.h").read_text()
 
 
 def test_maximum_int8_agrees_with_float_on_held_out_photos(converted, tmp_path):

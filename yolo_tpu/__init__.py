@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it
 _EXPORTS = {
     "Detector": "detector",
+    "Classifier": "classifier",
     "ModelError": "detector",
     "Detection": "detections",
     "Detections": "detections",
@@ -26,6 +27,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the import
     from .backends import BackendError
+    from .classifier import Classifier
     from .detections import Detection, Detections
     from .detector import Detector, ModelError
     from .draw import draw_detections

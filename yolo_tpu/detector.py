@@ -58,7 +58,8 @@ def _sibling_meta(path: str, sibling: str) -> bytes | None:
 def _missing_metadata(path: str, compiled: bool) -> ModelError:
     if not compiled:
         return ModelError(f"{path}: no yolo_tpu metadata; convert the model with "
-                          "`python -m converters` (or converters.quantize)")
+                          "`python -m converters` (or converters.quantize); an image "
+                          "classifier runs with `python -m yolo_tpu.classify`")
     sources = metadata_sources(path)
     beside = (f"put {os.path.basename(sources[0])} (the model it was compiled from) beside it, "
               if len(sources) > 1 else "")

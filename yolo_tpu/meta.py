@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 METADATA_KEY = "yolo_tpu"
 FORMAT = "yolo_tpu/1"
+CLASSIFIER_FORMAT = "yolo_tpu.classifier/1"  # any Keras model through converters.quantize
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class ModelMeta:
             raise ValueError("not UTF-8 text") from None
         if not isinstance(d, dict):
             raise ValueError(f"not {FORMAT} metadata: a JSON {type(d).__name__}, not an object")
+        if d.get("format") == CLASSIFIER_FORMAT:
+            raise ValueError("a classifier's metadata, not a detector's: run the model with "
+                             "`python -m yolo_tpu.classify`")
         if d.get("format") != FORMAT:
             raise ValueError(f"not {FORMAT} metadata")
         validate(d)
@@ -188,3 +192,53 @@ def validate(d: dict) -> None:
                              f"{d['width']}x{d['height']}")
     if len(d.get("names", ())) > d["classes"]:
         raise ValueError(f"{len(d['names'])} names for {d['classes']} classes")
+
+
+# --- a classifier (any Keras model): how pixels become its input, and its labels ---------
+
+@dataclass(frozen=True)
+class ClassifierMeta:
+    """The preprocessing chosen at conversion: input = (pixel - mean) / std, on RGB (or
+    grey, for a one-channel input) pixels 0..255 resized to the input (None: not known,
+    e.g. calibrated on arrays without --preprocess); and the labels."""
+
+    mean: float | None = None
+    std: float | None = None
+    names: tuple[str, ...] = field(default=())
+
+    def label(self, class_id: int) -> str:
+        return self.names[class_id] if class_id < len(self.names) else str(class_id)
+
+    def to_json(self) -> str:
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps({"format": CLASSIFIER_FORMAT, **d})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ClassifierMeta":
+        """Parse and validate strictly: ValueError saying which field is wrong."""
+        try:
+            d = json.loads(text)
+        except (RecursionError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"not JSON metadata ({type(e).__name__})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"not {CLASSIFIER_FORMAT} metadata: a JSON {type(d).__name__}")
+        if d.get("format") == FORMAT:
+            raise ValueError("a detector's metadata, not a classifier's: run the model with "
+                             "`python -m yolo_tpu.detect`")
+        if d.get("format") != CLASSIFIER_FORMAT:
+            raise ValueError(f"not {CLASSIFIER_FORMAT} metadata")
+        _check_fields(d, CLASSIFIER_FIELDS, "")
+        if ("mean" in d) != ("std" in d):
+            raise ValueError("'mean' and 'std' come together (the preprocessing), or neither")
+        if len(d.get("names", ())) > MAX_CLASSES:
+            raise ValueError(f"{len(d['names'])} names, more than {MAX_CLASSES}")
+        mean, std = (float(d["mean"]), float(d["std"])) if "mean" in d else (None, None)
+        return cls(mean, std, tuple(d.get("names", ())))
+
+
+CLASSIFIER_FIELDS = {
+    "format": (True, _one_of(CLASSIFIER_FORMAT)),
+    "mean": (False, _number_in(-1e6, 1e6)),
+    "std": (False, _number_in(1e-6, 1e6)),
+    "names": (False, _names),
+}
