@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from yolo_tpu.classifier import PREPROCESS, accept_negative_ranges, parse_preprocess, resize_pixels
+from yolo_tpu.cli import preprocess_arg
 from yolo_tpu.meta import METADATA_KEY, ClassifierMeta
 
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -34,14 +35,6 @@ class GenericError(ValueError):
 
 
 # ---------------------------------------------------------------- the command-line hook
-
-def preprocess_arg(text: str) -> str:
-    try:
-        parse_preprocess(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
 
 def shape_arg(text: str) -> tuple[int, ...]:
     try:

@@ -20,10 +20,9 @@ import cv2
 import numpy as np
 
 from .meta import METADATA_KEY, ClassifierMeta
-from .model_trial import ModelError, load_interpreter
+from .model_trial import ModelError, load_interpreter, model_summary
 
 log = logging.getLogger("yolo_tpu")
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 # --preprocess NAME: (mean, std) on pixels 0..255; or "MEAN,STD" given as numbers
 PREPROCESS = {"0..1": (0.0, 255.0), "-1..1": (127.5, 127.5), "raw": (0.0, 1.0)}
 
@@ -115,14 +114,7 @@ def _metadata(path: str, metadata: dict[str, bytes], compiled: bool) -> tuple[by
 
 def read_classifier_info(path: str) -> tuple[ClassifierMeta | None, bool]:
     """The model's classifier metadata (None: none stored) and whether it is compiled."""
-    from .tflite_file import NotTfliteError, read_summary
-    try:
-        metadata, custom_codes = read_summary(path)
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read model: {e.strerror or e}") from None
-    except NotTfliteError as e:
-        raise ModelError(f"{path}: not a TFLite model ({e})") from None
-    compiled = EDGETPU_CUSTOM_OP in custom_codes
+    metadata, compiled = model_summary(path)
     payload, source = _metadata(path, metadata, compiled)
     if payload is None:
         return None, compiled

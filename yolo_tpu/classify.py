@@ -11,38 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 import time
 from typing import IO, Any
 
 from . import __version__
 from .backends import BackendError, parse_device
+from .cli import error as _error, positive_int as _positive_int, preprocess_arg, run_guarded, \
+    setup_logging
 from .sources import SourceError, VideoSource, camera_spec, expand_image_args, video_spec
-
-
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _preprocess(text: str) -> str:
-    from .classifier import parse_preprocess
-    try:
-        parse_preprocess(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top", type=_positive_int, default=5, help="classes to report")
     p.add_argument("--device", default="auto",
                    help="auto (Edge TPU for a compiled model), cpu, tpu, tpu:usb:0, ...")
-    p.add_argument("--preprocess", type=_preprocess, metavar="|".join(PREPROCESS) + "|MEAN,STD",
+    p.add_argument("--preprocess", type=preprocess_arg, metavar="|".join(PREPROCESS) + "|MEAN,STD",
                    help="how pixels 0..255 become the input (default: as stored in the model)")
     p.add_argument("--json", metavar="FILE", help="one JSON line per image or frame ('-': stdout)")
     p.add_argument("--max-frames", type=_positive_int, metavar="N",
@@ -172,28 +149,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _setup_logging() -> None:
-    """`yolo_tpu: ...` lines on stderr (the backend, where metadata came from)."""
-    log = logging.getLogger("yolo_tpu")
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _setup_logging()
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("yolo_tpu: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    setup_logging()
+    return run_guarded(run, args)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,16 @@ def serve_fps(text: str) -> float:
     return value
 
 
+def preprocess_arg(text: str) -> str:
+    """An argparse type for --preprocess (`0..1`, `-1..1`, `raw` or `MEAN,STD`)."""
+    from .classifier import parse_preprocess
+    try:
+        parse_preprocess(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def add_model_args(p: argparse.ArgumentParser, what: str = "image") -> None:
     """--model, --conf, --iou, --device, --max-det: shared by detect and batch."""
     p.add_argument("--model", default=DEFAULT_MODEL,
@@ -97,6 +107,20 @@ def serve_address(text: str) -> tuple[str, int]:
 
 def error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def run_guarded(run, args: argparse.Namespace) -> int:
+    """`run(args)` for a command line: Ctrl-C is exit 130 with one line, and a stdout
+    closed early (`| head`) stops quietly, keeping Python from complaining again when it
+    flushes stdout at exit."""
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("yolo_tpu: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 class StderrHandler(logging.StreamHandler):

@@ -43,6 +43,7 @@ from .cli import (
     positive_int,
     serve_address,
     serve_fps,
+    run_guarded,
     setup_logging,
     timeout_s,
     warm_up,
@@ -626,16 +627,7 @@ def _frame_reporting(source, text_out: IO[str], quiet: bool):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("yolo_tpu: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # stdout closed early (`| head`): stop quietly, and keep Python from complaining
-        # again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    return run_guarded(run, args)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ from .decode import decode_heads
 from .detections import Detections
 from .backends import BackendError
 from .meta import METADATA_KEY, ModelMeta
-from .model_trial import ModelError, load_interpreter
+from .model_trial import ModelError, load_interpreter, model_summary
 from .nms import nms
 from .pipeline import SegmentedModel, SegmentsError, model_paths, segment_info
 from .preprocess import Letterbox, letterbox
 from .replicas import Replicas, auto_plan, listed_tpus, load_replicas, replica_devices
 
 log = logging.getLogger("yolo_tpu")
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 SIDECAR_SUFFIX = ".yolo_tpu.json"
 
 
@@ -75,14 +74,7 @@ def read_model_info(path: str) -> tuple[ModelMeta, bool]:
     uncompiled model beside it, if that is the model it was compiled from, or a sidecar
     `<stem>.yolo_tpu.json`.
     """
-    from .tflite_file import NotTfliteError, read_summary
-    try:
-        metadata, custom_codes = read_summary(path)
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read model: {e.strerror or e}") from None
-    except NotTfliteError as e:
-        raise ModelError(f"{path}: not a TFLite model ({e})") from None
-    compiled = EDGETPU_CUSTOM_OP in custom_codes
+    metadata, compiled = model_summary(path)
     payload, source = metadata.get(METADATA_KEY), path
     if payload is None and compiled:
         for candidate in metadata_sources(path):

@@ -249,3 +249,17 @@ if __name__ == "__main__":
         print("usage: python -m yolo_tpu.model_trial MODEL DEVICE COMPILED(0|1)", file=sys.stderr)
         sys.exit(2)
     sys.exit(_child(sys.argv[1], sys.argv[2], sys.argv[3] == "1"))
+
+
+def model_summary(path: str) -> tuple[dict[str, bytes], bool]:
+    """The model's metadata entries and whether edgetpu_compiler compiled it (read from
+    the flatbuffer, no interpreter); a file that is missing or not TFLite is a ModelError
+    naming it."""
+    from .tflite_file import EDGETPU_CUSTOM_CODE, NotTfliteError, read_summary
+    try:
+        metadata, custom_codes = read_summary(path)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read model: {e.strerror or e}") from None
+    except NotTfliteError as e:
+        raise ModelError(f"{path}: not a TFLite model ({e})") from None
+    return metadata, EDGETPU_CUSTOM_CODE in custom_codes
