@@ -107,3 +107,36 @@ def test_json_carries_track_ids():
     assert out.to_dict()[0]["track_id"] == 1
     assert "track_id" not in dets([(100, 100)]).to_dict()[0]
     assert out[[0]].tracker_id.tolist() == [1]
+
+
+def test_assignment_splits_into_the_same_answer_as_the_solver_on_the_whole_matrix():
+    """_assign answers lone pairs itself and gives the solver only competing rows and
+    columns: on random sparse similarity matrices (clusters of overlapping boxes, lone
+    boxes, empty rows) its pairs are an optimal assignment of scipy's on the whole matrix."""
+    from scipy.optimize import linear_sum_assignment
+    from yolo_tpu.track import _assign
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n, m = rng.integers(0, 12, 2)
+        sim = rng.uniform(0, 1, (n, m)) * (rng.uniform(0, 1, (n, m)) < rng.uniform(0.05, 0.5))
+        minimum = 0.3
+        rows, cols = _assign(sim, minimum)
+        cost = np.where(sim >= minimum, 1.0 - sim, 1e6)
+        r, c = linear_sum_assignment(cost) if sim.size else (np.zeros(0, int),) * 2
+        full = [(i, j) for i, j in zip(r, c) if sim[i, j] >= minimum]
+        assert len(rows) == len(full), trial
+        assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
+        assert (sim[rows, cols] >= minimum).all()
+        assert np.isclose(sim[rows, cols].sum(), sum(sim[i, j] for i, j in full)), trial
+
+
+def test_votes_follow_the_summed_scores_with_many_classes():
+    """A class id far beyond the first ones widens the votes; the class is the most
+    summed one and a tie keeps the class held."""
+    tr = Tracker(frame_rate=10)
+    box = np.array([[10, 10, 50, 90]], np.float32)
+    for k, (cls, score) in enumerate([(3, 0.9), (700, 0.5), (700, 0.4), (700, 0.3), (3, 0.2)]):
+        out = tr.update(Detections(box + k, [score], [cls]), t=k / 10)
+    tid = int(out.tracker_id[0])
+    assert tr.track_class(tid) == 700  # 1.2 against 1.1
+    assert tr.votes.shape[1] >= 701

@@ -48,7 +48,7 @@ class Detections:
         n = xyxy.shape[0]
         if scores.shape[0] != n or class_ids.shape[0] != n:
             raise ValueError(f"{n} boxes, {scores.shape[0]} scores, {class_ids.shape[0]} class ids")
-        labels = tuple(self.labels) if len(self.labels) else tuple(str(int(c)) for c in class_ids)
+        labels = tuple(self.labels) if len(self.labels) else tuple(map(str, class_ids.tolist()))
         if len(labels) != n:
             raise ValueError(f"{n} detections but {len(labels)} labels")
         object.__setattr__(self, "xyxy", xyxy)
@@ -91,8 +91,17 @@ class Detections:
                           None if self.tracker_id is None else self.tracker_id[rows])
 
     def with_tracker_ids(self, tracker_id: np.ndarray) -> "Detections":
-        """The same detections with their track ids (-1: none)."""
-        return Detections(self.xyxy, self.scores, self.class_ids, self.labels, tracker_id)
+        """The same detections with their track ids (-1: none). The arrays, already private
+        and read-only, are shared rather than copied and checked again: the tracker calls
+        this every frame."""
+        ids = _frozen(tracker_id, np.int64).reshape(-1)
+        if ids.shape[0] != len(self):
+            raise ValueError(f"{len(self)} detections but {ids.shape[0]} tracker ids")
+        out = object.__new__(Detections)
+        for name in ("xyxy", "scores", "class_ids", "labels"):
+            object.__setattr__(out, name, getattr(self, name))
+        object.__setattr__(out, "tracker_id", ids)
+        return out
 
     def to_dict(self) -> list[dict[str, Any]]:
         """JSON-ready list: class_id, label, score (4 decimals), box x1 y1 x2 y2 (2 decimals),
