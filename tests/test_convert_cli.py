@@ -28,11 +28,14 @@ def default_run(tmp_path_factory):
 
 
 def test_default_conversion_gives_darknets_detections(default_run, need_darknet):
-    """Acceptance: no flag but --out-dir -> addrelu, exit 0, darknet's detections."""
+    """Acceptance: no flag but --out-dir -> --leaky auto keeps addrelu, exit 0, darknet's
+    detections."""
     from converters.fidelity import agreement, darknet_detections
     out, r = default_run
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "--leaky addrelu" in r.stderr and "warning: --leaky relu" not in r.stderr
+    assert "--leaky auto" in r.stderr and "warning: --leaky relu" not in r.stderr
+    assert re.search(r"leaky: addrelu \(auto: mAP@0\.5 against the float model on \d+ of your "
+                     r"photos, calibration ones included: addrelu 1\.000\)", r.stdout), r.stdout
     assert re.search(r"fidelity 1\.00 against the exact float model on 3 held-out images .*"
                      r"6 of 6 reference detections matched at conf 0.25, 0 extra", r.stdout), r.stdout
     model = out / "yolov3-tiny_int8.tflite"
@@ -46,6 +49,9 @@ def test_report_json_says_what_the_summary_says(default_run):
     out, r = default_run
     report = json.loads((out / "report.json").read_text())
     assert report["edgetpu"] == {"mapped": 57, "ops": 57}
+    # addrelu kept its float model's detections: auto tried no other form
+    assert report["leaky"]["form"] == "addrelu" and report["leaky"]["auto"] is True
+    assert list(report["leaky"]["map50"]) == ["addrelu"] and report["leaky"]["images"] > 3
     assert "ops on the Edge TPU (predicted): 57 of 57" in r.stdout
     fid = report["fidelity"]
     assert (fid["matched"], fid["reference"], fid["extra"]) == (6, 6, 0) and fid["score"] == 1.0
@@ -113,7 +119,7 @@ def test_help_shows_defaults():
     r = subprocess.run([sys.executable, "-m", "converters", "--help"], capture_output=True,
                        text=True, cwd=ROOT)
     text = " ".join(r.stdout.split())
-    for default in ("(default: addrelu)", "(default: 100)", "(default: 0.9)", "(default: build)",
+    for default in ("(default: auto)", "(default: 100)", "(default: 0.9)", "(default: build)",
                     "(default: uint8)"):
         assert default in text, default
 

