@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         stage(1, total, f"darknet -> Keras ({args.cfg}, --leaky {args.leaky})")
         from .darknet import convert, exact_reference, has_leaky, summary
         c = convert(args.cfg, args.weights, args.leaky, args.size, names, args.darknet)
-        auto = args.leaky == "auto" and has_leaky(c.net)
+        leaky_layers = has_leaky(c.net)
+        auto = args.leaky == "auto" and leaky_layers
         print(summary(c, f"{c.meta.leaky} (auto)" if auto else c.meta.leaky))
 
         stage(2, total, f"Keras -> full-int8 TFLite ({args.num} calibration samples)")
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         from .report import build_report, write_report
         extra = {"map50": map_result} if map_result else {}
         extra["leaky"] = choice.to_json() if choice else {
-            "form": c.meta.leaky if has_leaky(c.net) else None, "auto": False}
+            "form": c.meta.leaky if leaky_layers else None, "auto": False}
         write_report(args.report_json, build_report(report, fidelity, **extra))
         print(f"  wrote {args.report_json}")
     faithful = fidelity_ok(fidelity, args.min_fidelity, args.leaky)

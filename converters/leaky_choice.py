@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from yolo_tpu.sources import IMAGE_EXTENSIONS
 
@@ -54,7 +54,11 @@ class Choice:
     tried: tuple[Trial, ...]            # every form converted, in order
     images: tuple[str, ...] = ()
     reason: str = ""
-    scores: dict = field(default_factory=dict)  # form -> mAP@0.5 against the float model
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Form -> mAP@0.5 against the float model, for every form scored."""
+        return {t.leaky: t.fidelity.map50 for t in self.tried if t.fidelity is not None}
 
     def describe(self) -> str:
         """The summary's line: the form kept and the figures it was kept on."""
@@ -69,7 +73,7 @@ class Choice:
         first = self.tried[0].fidelity
         return {"form": self.trial.leaky, "auto": True, "images": len(self.images),
                 "reference": first.reference if first else 0,
-                "map50": dict(self.scores), "reason": self.reason}
+                "map50": self.scores, "reason": self.reason}
 
 
 def choice_images(calib_files: list[str], eval_files: list[str]) -> list[str]:
@@ -114,11 +118,10 @@ def choose(first: Converted, int8: Callable[[Converted], tuple[Converted, bytes]
         tried = [trial]
         f = trial.fidelity
         if f.map50 >= KEEP:
-            return Choice(trial, tuple(tried), tuple(images), "", {trial.leaky: f.map50})
+            return Choice(trial, tuple(tried), tuple(images))
         if f.reference < MIN_REFERENCE:
             return Choice(trial, tuple(tried), tuple(images),
-                          f"{f.reference} reference detections, too few to tell forms apart",
-                          {trial.leaky: f.map50})
+                          f"{f.reference} reference detections, too few to tell forms apart")
         best = trial
         for form in AUTO_FORMS[1:]:
             step(f"--leaky auto: {trial.leaky} keeps mAP@0.5 {f.map50:.3f} of the float "
@@ -129,5 +132,4 @@ def choose(first: Converted, int8: Callable[[Converted], tuple[Converted, bytes]
             tried.append(t)
             if better(best, t):
                 best = t
-    return Choice(best, tuple(tried), tuple(images), "",
-                  {t.leaky: t.fidelity.map50 for t in tried})
+    return Choice(best, tuple(tried), tuple(images))

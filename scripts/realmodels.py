@@ -35,6 +35,7 @@ from converters.calibration import load_images, samples  # noqa: E402
 from converters.darknet import convert, has_leaky  # noqa: E402
 from converters.darknet_ref import ALEXEYAB  # noqa: E402
 from converters.edgetpu_check import check  # noqa: E402
+from converters.leaky import DEFAULT_LEAKY, keras_form  # noqa: E402
 from converters.equalize import channel_ranges, equalize, equalized  # noqa: E402
 from converters.fidelity import agreement, darknet_detections  # noqa: E402
 from converters.keras_model import build_model  # noqa: E402
@@ -87,7 +88,8 @@ def measure(folder: str, strengths: list[float], num: int, tmp: str,
             leakies: tuple[str, ...] = ("addrelu",)) -> dict:
     cfg, weights, names, pngs = model_files(folder)
     forms = {leaky: convert(cfg, weights, leaky, names=names) for leaky in leakies}
-    c = convert(cfg, weights, names=names)  # the default, --leaky auto's first form
+    first = keras_form(DEFAULT_LEAKY)  # the default, --leaky auto's first form
+    c = forms[first] if first in forms else convert(cfg, weights, first, names=names)
     calib, held = split_images([os.path.join(SHARED, folder, "images")], None,
                               is_coco(c.meta.names, c.meta.classes))
     images = load_images(calib)
@@ -128,18 +130,17 @@ def default_conversion(folder: str, c, images, calib: list[str], held: list[str]
         q = equalized(c, images)
         return q, quantize(q.model, q.meta, "int8", None, num, progress=False, images=images)
     cfg, weights, names, _ = model_files(folder)
-    if not has_leaky(c.net):  # nothing to choose: the CLI converts it as it is
-        path = os.path.join(tmp, f"{folder}_auto.tflite")
-        with open(path, "wb") as f:
-            f.write(int8(c)[1])
-        return "no leaky layers", agreement(path, truths, pngs, CONF)
-    choice = choose(c, int8, lambda form: convert(cfg, weights, form, names=names),
-                    choice_images(calib, held))
+    if has_leaky(c.net):
+        choice = choose(c, int8, lambda form: convert(cfg, weights, form, names=names),
+                        choice_images(calib, held))
+        print(choice.describe(), file=sys.stderr, flush=True)
+        form, data = choice.trial.leaky, choice.trial.data
+    else:  # nothing to choose: the CLI converts it as it is
+        form, data = "no leaky layers", int8(c)[1]
     path = os.path.join(tmp, f"{folder}_auto.tflite")
     with open(path, "wb") as f:
-        f.write(choice.trial.data)
-    print(f"{choice.describe()}", file=sys.stderr, flush=True)
-    return choice.trial.leaky, agreement(path, truths, pngs, CONF)
+        f.write(data)
+    return form, agreement(path, truths, pngs, CONF)
 
 
 def speed(folder: str, num: int, tmp: str, few: int = 10) -> str:
